@@ -1,0 +1,117 @@
+"""Bundle I/O through ``apache_beam.io.filesystems`` only.
+
+Bundles live on local disk, gs:// or hdfs://; workers must never read the
+submitting machine's disk with ``open()``. TensorFlow needs a local directory
+to load a SavedModel from any Beam filesystem, so whole directories are copied
+to a local temporary directory and back.
+"""
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+
+from apache_beam.io.filesystems import FileSystems
+
+_LOGGER = logging.getLogger(__name__)
+_CHUNK = 1 << 20
+
+
+def read_bytes(path: str) -> bytes:
+  """Reads a whole file from any Beam filesystem."""
+  with FileSystems.open(path) as f:
+    return f.read()
+
+
+def _make_parent(path: str) -> None:
+  parent, _ = FileSystems.split(path)
+  if parent and not FileSystems.exists(parent):
+    try:
+      FileSystems.mkdirs(parent)
+    except IOError:
+      pass  # Object stores have no directories; a race with another writer.
+
+
+def write_bytes(path: str, data: bytes) -> None:
+  """Writes a whole file to any Beam filesystem, creating its directory."""
+  _make_parent(path)
+  with FileSystems.create(path) as f:
+    f.write(data)
+
+
+def list_tree(root: str) -> list[str]:
+  """Relative paths (with ``/``) of all files below ``root``, sorted."""
+  root = root.rstrip('/')
+  results = FileSystems.match([FileSystems.join(root, '**')])[0].metadata_list
+  rels = []
+  for meta in results:
+    rel = meta.path[len(root):].lstrip('/').replace(os.sep, '/')
+    if rel:
+      rels.append(rel)
+  return sorted(rels)
+
+
+def copy_tree_file(src: str, dst: str, rel: str) -> None:
+  """Copies ``src/rel`` to ``dst/rel`` (``rel`` uses ``/``)."""
+  parts = rel.split('/')
+  target = FileSystems.join(dst, *parts)
+  _make_parent(target)
+  with FileSystems.open(FileSystems.join(src, *parts)) as fin:
+    with FileSystems.create(target) as fout:
+      while True:
+        chunk = fin.read(_CHUNK)
+        if not chunk:
+          break
+        fout.write(chunk)
+
+
+def copy_tree(src: str, dst: str) -> None:
+  """Copies every file below ``src`` to the same place below ``dst``."""
+  for rel in list_tree(src):
+    copy_tree_file(src, dst, rel)
+
+
+def tree_sha256(root: str) -> str:
+  """A checksum of every file's relative path and content below ``root``."""
+  digest = hashlib.sha256()
+  for rel in list_tree(root):
+    digest.update(rel.encode('utf-8') + b'\0')
+    with FileSystems.open(FileSystems.join(root, *rel.split('/'))) as f:
+      file_digest = hashlib.sha256()
+      while True:
+        chunk = f.read(_CHUNK)
+        if not chunk:
+          break
+        file_digest.update(chunk)
+    digest.update(file_digest.digest())
+  return digest.hexdigest()
+
+
+def remove_tree(path: str) -> None:
+  """Deletes ``path`` and everything below it, if it exists."""
+  if FileSystems.exists(path):
+    FileSystems.delete([path])
+
+
+class LocalCopy:
+  """A context manager giving a local directory with a copy of ``path``.
+
+  Local paths are used in place; anything else is copied to a temporary
+  directory that is removed on exit.
+  """
+  def __init__(self, path: str):
+    self._path = path
+    self._tmp = None
+
+  def __enter__(self) -> str:
+    if '://' not in self._path:
+      return self._path
+    self._tmp = tempfile.mkdtemp(prefix='bundle-')
+    _LOGGER.info('Copying %s to %s', self._path, self._tmp)
+    copy_tree(self._path, self._tmp)
+    return self._tmp
+
+  def __exit__(self, *exc):
+    if self._tmp:
+      shutil.rmtree(self._tmp, ignore_errors=True)
