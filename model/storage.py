@@ -115,3 +115,27 @@ class LocalCopy:
   def __exit__(self, *exc):
     if self._tmp:
       shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+class LocalFile:
+  """A context manager giving a local path with a copy of the file ``path``.
+
+  Local paths are used in place; anything else is copied to a temporary file
+  (keeping its name, whose suffix may tell its format) removed on exit.
+  """
+  def __init__(self, path: str):
+    self._path = path
+    self._tmp = None
+
+  def __enter__(self) -> str:
+    if '://' not in self._path:
+      return self._path
+    self._tmp = tempfile.mkdtemp(prefix='file-')
+    local = os.path.join(self._tmp, FileSystems.split(self._path)[1])
+    with open(local, 'wb') as f:
+      f.write(read_bytes(self._path))
+    return local
+
+  def __exit__(self, *exc):
+    if self._tmp:
+      shutil.rmtree(self._tmp, ignore_errors=True)

@@ -1,0 +1,156 @@
+"""A RunInference ``ModelHandler`` that scores id sequences with a bundle.
+
+Beam's ``TFModelHandlerNumpy`` does not serve here: it loads through Keras
+``load_model``, which Keras 3 refuses for SavedModels, and it stacks examples
+with ``numpy.stack``, which fails for sequences of different lengths. This
+handler loads the SavedModel with ``tf.saved_model.load`` and pads each batch
+the way the bundle says (`model.bundle.Bundle.pad`): a masked model gets
+right padding to the batch's own longest sequence, a fixed-length model
+exactly ``maxlen``.
+
+Batching, as Beam 2.77 does it in a batch (not streaming) pipeline:
+
+* ``RunInference`` batches with ``BatchElements``. Its ``length_fn`` /
+  ``bucket_boundaries`` (``batch_length_fn`` / ``batch_bucket_boundaries``
+  here) only act on the stateful path taken when ``max_batch_duration_secs``
+  is set, which counts elements and ignores sizes: no token budget.
+* ``max_batch_weight`` is accepted by ``ModelHandler`` but ``BatchElements``
+  has no such argument: RunInference would fail to construct with it.
+* On the global-window path ``BatchElements`` sums ``element_size_fn`` and
+  keeps the sum between ``min_batch_size`` and ``max_batch_size``. So the
+  token budget is ``max_batch_size`` in tokens, with ``element_size_fn`` the
+  sequence length (``maxlen`` for fixed-length bundles).
+* ``BatchElements`` batches in arrival order; ``SortAndBatchElements`` sorts
+  but holds a whole bundle in memory and cannot feed RunInference. Length
+  grouping is therefore done upstream by `transforms.batching.SortByLength`,
+  with a bounded buffer.
+
+Because a batch's padded size is ``rows x longest``, not the sum of lengths,
+`run_inference` also sorts each batch and splits it into chunks whose padded
+size stays within the budget: memory is bounded whatever arrives.
+Empty documents never reach the model: a fully masked row is rejected by
+cuDNN, and the bundle already holds the all-padding score.
+"""
+
+import functools
+import logging
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+import numpy as np
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
+from model.bundle import Bundle, load_bundle
+from transforms.metrics import NAMESPACE
+
+_LOGGER = logging.getLogger(__name__)
+
+DEFAULT_BATCH_TOKENS = 1 << 17
+
+
+def _padded_size(element: Any, *, fixed_length: Optional[int]) -> int:
+  """Tokens an element adds to a padded batch (keyed or not)."""
+  if fixed_length:
+    return fixed_length
+  example = element[1] if isinstance(element, tuple) else element
+  return max(1, len(example))
+
+
+class ScoringModel:
+  """A loaded bundle: its padding rules and its thread-safe predict."""
+  def __init__(self, bundle: Bundle, predict: Callable[[np.ndarray],
+                                                       np.ndarray]):
+    self.bundle = bundle
+    self.predict = predict
+
+
+class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
+                                      ScoringModel]):
+  """Scores int32 id sequences (already truncated to maxlen) with a bundle.
+
+  Args:
+    bundle_path: the bundle directory on any Beam filesystem.
+    batch_tokens: the token budget of one padded batch.
+    min_batch_tokens: the smallest batch BatchElements aims for.
+    inference_fn: optional ``fn(model, padded_ids) -> scores``; defaults to
+      the SavedModel's signature (useful to add tracing or fault injection).
+    kwargs: passed to ``ModelHandler`` (``large_model``, ``model_copies``...).
+  """
+  def __init__(self,
+               bundle_path: str,
+               *,
+               batch_tokens: int = DEFAULT_BATCH_TOKENS,
+               min_batch_tokens: Optional[int] = None,
+               inference_fn: Optional[Callable[[ScoringModel, np.ndarray],
+                                               np.ndarray]] = None,
+               **kwargs):
+    bundle = load_bundle(bundle_path, check_model=False)
+    if batch_tokens < bundle.maxlen:
+      raise ValueError(
+          f'batch_tokens must hold at least one document of maxlen '
+          f'{bundle.maxlen}; received {batch_tokens}.')
+    self._bundle_path = bundle_path
+    self._batch_tokens = batch_tokens
+    self._inference_fn = inference_fn
+    super().__init__(
+        min_batch_size=min_batch_tokens or max(1, batch_tokens // 16),
+        max_batch_size=batch_tokens,
+        element_size_fn=functools.partial(
+            _padded_size,
+            fixed_length=None if bundle.masked else bundle.maxlen),
+        **kwargs)
+    self._models_loaded = Metrics.counter(NAMESPACE, 'models_loaded')
+    self._padded = Metrics.counter(NAMESPACE, 'padded_tokens')
+
+  def load_model(self) -> ScoringModel:
+    bundle = load_bundle(self._bundle_path, check_model=False)
+    model = ScoringModel(bundle, bundle.load_signature())
+    self._models_loaded.inc()
+    _LOGGER.info('Loaded bundle %s', self._bundle_path)
+    return model
+
+  def _chunks(self, order: Sequence[int], lengths: Sequence[int],
+              fixed: Optional[int]) -> Iterable[list[int]]:
+    chunk: list[int] = []
+    for i in order:
+      width = fixed or max(lengths[i], lengths[chunk[-1]] if chunk else 0)
+      if chunk and width * (len(chunk) + 1) > self._batch_tokens:
+        yield chunk
+        chunk = []
+      chunk.append(i)
+    if chunk:
+      yield chunk
+
+  def run_inference(
+      self,
+      batch: Sequence[np.ndarray],
+      model: ScoringModel,
+      inference_args: Optional[dict[str, Any]] = None
+  ) -> Iterable[PredictionResult]:
+    bundle = model.bundle
+    lengths = [len(x) for x in batch]
+    scores: list[Optional[np.ndarray]] = [None] * len(batch)
+    for i, n in enumerate(lengths):
+      if n == 0:
+        scores[i] = bundle.empty_document_scores
+    order = sorted((i for i, n in enumerate(lengths) if n), key=lengths.__getitem__)
+    fixed = None if bundle.masked else bundle.maxlen
+    for chunk in self._chunks(order, lengths, fixed):
+      padded = bundle.pad([batch[i] for i in chunk])
+      self._padded.inc(padded.size)
+      if self._inference_fn is not None:
+        out = self._inference_fn(model, padded)
+      else:
+        out = model.predict(padded)
+      for row, i in enumerate(chunk):
+        scores[i] = out[row]
+    return [
+        PredictionResult(example, inference, self._bundle_path)
+        for example, inference in zip(batch, scores)
+    ]
+
+  def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
+    return sum(x.nbytes for x in batch)
+
+  def get_metrics_namespace(self) -> str:
+    return NAMESPACE

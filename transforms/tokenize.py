@@ -1,0 +1,133 @@
+"""DoFns that turn ``(id, text)`` into ``(id, TokenizedDocument)``.
+
+Each step calls the bundle's own text rules (`model.text`), so ids are the
+ones training produced. Heavy state (the MeCab tagger, the vocabulary) is
+built in ``setup()``: the constructors keep only picklable configuration.
+Bad input raises `model.text.TextError`, which ``ScoreDocuments`` routes to its
+dead-letter output with the stage and the reason.
+"""
+
+import logging
+import typing
+from typing import Any, Iterator
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.metrics import Metrics
+from apache_beam.utils import shared
+
+from model.bundle import load_bundle
+from model.text import Segmenter, TextError, truncate
+from transforms.metrics import NAMESPACE
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class TokenizedDocument(typing.NamedTuple):
+  """A document's ids on its way to the model.
+
+  Attributes:
+    ids: int32 ids, at most the bundle's maxlen once truncated.
+    n_tokens: ids the document has before truncation.
+    n_unknown: words not in the vocabulary.
+    truncated: whether ids were cut to maxlen.
+  """
+  ids: np.ndarray
+  n_tokens: int
+  n_unknown: int = 0
+  truncated: bool = False
+
+
+class SegmentText(beam.DoFn):
+  """Segments ``(id, text)`` with MeCab into ``(id, wakati text)``.
+
+  A MeCab tagger is not thread-safe; Beam never runs one DoFn instance on two
+  threads at once, so the tagger built in ``setup()`` is one per thread.
+
+  Args:
+    mecab_args: the bundle's MeCab arguments.
+  """
+  def __init__(self, mecab_args: str):
+    self._mecab_args = mecab_args
+    self._segmenter = None
+    self._documents = Metrics.counter(NAMESPACE, 'documents')
+    self._chars = Metrics.distribution(NAMESPACE, 'document_chars')
+
+  def setup(self):
+    self._segmenter = Segmenter(self._mecab_args)
+
+  def process(self, element: tuple[Any, Any]) -> Iterator[tuple[Any, str]]:
+    doc_id, text = element
+    self._documents.inc()
+    if isinstance(text, str):
+      self._chars.update(len(text))
+    yield doc_id, self._segmenter.segment(text)
+
+
+class _VocabularyHolder:
+  """Weak-referenceable holder so ``Shared`` can keep one vocabulary."""
+  def __init__(self, bundle):
+    self.bundle = bundle
+
+
+class LookUpTokenIds(beam.DoFn):
+  """Maps ``(id, wakati)`` to ``(id, TokenizedDocument)`` with bundle rules.
+
+  The vocabulary is read once per worker process (Beam's ``Shared``).
+
+  Args:
+    bundle_path: the bundle directory on any Beam filesystem.
+  """
+  def __init__(self, bundle_path: str):
+    self._bundle_path = bundle_path
+    self._shared = shared.Shared()
+    self._bundle = None
+    self._tokens = Metrics.counter(NAMESPACE, 'tokens')
+    self._unknown = Metrics.counter(NAMESPACE, 'unknown_tokens')
+    self._empty = Metrics.counter(NAMESPACE, 'empty')
+    self._lengths = Metrics.distribution(NAMESPACE, 'document_tokens')
+
+  def setup(self):
+    path = self._bundle_path
+    self._bundle = self._shared.acquire(
+        lambda: _VocabularyHolder(load_bundle(path, check_model=False)),
+        tag=f'vocabulary:{path}').bundle
+    self._rules = self._bundle.tokenizer
+
+  def process(self, element: tuple[Any, str]
+              ) -> Iterator[tuple[Any, TokenizedDocument]]:
+    doc_id, wakati = element
+    ids, unknown = self._bundle.vocabulary.lookup(self._rules.words(wakati))
+    self._tokens.inc(len(ids))
+    self._unknown.inc(unknown)
+    self._lengths.update(len(ids))
+    if not len(ids):
+      self._empty.inc()
+    yield doc_id, TokenizedDocument(ids, len(ids), unknown)
+
+
+class TruncateTokenIds(beam.DoFn):
+  """Cuts ids to ``maxlen`` on the bundle's truncating side.
+
+  Args:
+    maxlen: the bundle's maxlen.
+    truncating: ``pre`` keeps the end of the document, ``post`` its start.
+  """
+  def __init__(self, maxlen: int, truncating: str):
+    if truncating not in ('pre', 'post'):
+      raise ValueError(
+          f'truncating must be "pre" or "post"; received {truncating!r}.')
+    self._maxlen = maxlen
+    self._truncating = truncating
+    self._truncated = Metrics.counter(NAMESPACE, 'truncated')
+
+  def process(self, element: tuple[Any, TokenizedDocument]
+              ) -> Iterator[tuple[Any, TokenizedDocument]]:
+    doc_id, doc = element
+    if len(doc.ids) > self._maxlen:
+      self._truncated.inc()
+      doc = doc._replace(
+          ids=truncate(doc.ids, self._maxlen, self._truncating),
+          truncated=True)
+    yield doc_id, doc
+
