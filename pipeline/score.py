@@ -1,0 +1,168 @@
+"""Score a corpus of Japanese documents with a bundle.
+
+Usage::
+
+  python -m pipeline.score --input GLOB --model BUNDLE --output OUTDIR \\
+      [--format jsonl|csv|parquet|tfrecord] [--num_shards N] \\
+      [--id_field id] [--text_field text] [any Beam runner flag]
+
+Writes ``OUTDIR/scores-SSSSS-of-NNNNN.<ext>`` (one record per document:
+``id``, ``scores``, ``n_tokens``, ``truncated``) and
+``OUTDIR/errors-SSSSS-of-NNNNN.jsonl`` (``id``, ``stage``, ``reason`` and,
+for unreadable records, ``source``). Every input record ends in exactly one
+of the two. The DirectRunner is the default runner.
+"""
+
+import logging
+import sys
+import time
+from typing import Any, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+
+from model.bundle import BundleError
+from pipeline.formats import (INPUT_FORMATS, OUTPUT_FORMATS, ReadCorpus,
+                              WriteErrors, WriteScores)
+from transforms import ScoreDocuments
+from transforms.handler import DEFAULT_BATCH_TOKENS
+from transforms.metrics import NAMESPACE
+
+_LOGGER = logging.getLogger(__name__)
+_COUNTERS = ('documents', 'tokens', 'unknown_tokens', 'truncated', 'empty',
+             'errors', 'read_errors', 'scored')
+
+
+class ScoreOptions(PipelineOptions):
+  """Options of the scoring pipeline (Beam's runner options come on top)."""
+  @classmethod
+  def _add_argparse_args(cls, parser):
+    parser.add_argument('--input', required=True,
+                        help='file pattern of the documents (any Beam '
+                        'filesystem)')
+    parser.add_argument('--model', required=True, help='bundle directory')
+    parser.add_argument('--output', required=True, help='output directory')
+    parser.add_argument('--format', dest='output_format', default='jsonl',
+                        choices=OUTPUT_FORMATS, help='format of the scores')
+    parser.add_argument('--input_format', default='auto',
+                        choices=INPUT_FORMATS + ('auto',),
+                        help='format of the input (default: by extension)')
+    parser.add_argument('--num_shards', type=int, default=0,
+                        help='output shards (0: the runner decides)')
+    parser.add_argument('--id_field', default='id')
+    parser.add_argument('--text_field', default='text')
+    parser.add_argument('--batch_tokens', type=int,
+                        default=DEFAULT_BATCH_TOKENS,
+                        help='token budget of one padded inference batch')
+
+
+class _CountAndLog(beam.DoFn):
+  """Counts scored documents and logs progress every ``every_secs``."""
+  def __init__(self, every_secs: float = 30.0):
+    self._every = every_secs
+    self._scored = Metrics.counter(NAMESPACE, 'scored')
+
+  def start_bundle(self):
+    self._count, self._last = 0, time.monotonic()
+
+  def process(self, record):
+    self._scored.inc()
+    self._count += 1
+    now = time.monotonic()
+    if now - self._last >= self._every:
+      _LOGGER.info('Scored %d documents in this bundle so far', self._count)
+      self._last = now
+    yield record
+
+
+def _count_read_error(record):
+  Metrics.counter(NAMESPACE, 'read_errors').inc()
+  Metrics.counter(NAMESPACE, 'errors').inc()
+  return record
+
+
+def build(pipeline: beam.Pipeline, opts: ScoreOptions) -> None:
+  """Adds the read, score and write steps to ``pipeline``."""
+  docs, read_errors = pipeline | 'ReadCorpus' >> ReadCorpus(
+      opts.input, opts.input_format, id_field=opts.id_field,
+      text_field=opts.text_field)
+  scores, errors = docs | 'ScoreDocuments' >> ScoreDocuments(
+      opts.model, batch_tokens=opts.batch_tokens)
+  counted = read_errors | 'CountReadErrors' >> beam.Map(_count_read_error)
+  _ = (scores | 'CountAndLog' >> beam.ParDo(_CountAndLog())
+       | 'WriteScores' >> WriteScores(opts.output, opts.output_format,
+                                      num_shards=opts.num_shards))
+  _ = ((errors, counted) | 'AllErrors' >> beam.Flatten()
+       | 'WriteErrors' >> WriteErrors(opts.output,
+                                      num_shards=opts.num_shards))
+
+
+def _remove_stale_outputs(outdir: str, started: float) -> list[str]:
+  """Deletes ``scores-*``/``errors-*`` files older than this run.
+
+  A rerun with another shard count or format would otherwise leave the
+  previous run's shards beside the new ones.
+  """
+  stale = []
+  for name in ('scores-*-of-*', 'errors-*-of-*'):
+    pattern = FileSystems.join(outdir, name)
+    for meta in FileSystems.match([pattern])[0].metadata_list:
+      updated = getattr(meta, 'last_updated_in_seconds', None)
+      if updated is not None and updated < started - 1:
+        stale.append(meta.path)
+  if stale:
+    FileSystems.delete(stale)
+    _LOGGER.info('Removed %d output files of an earlier run', len(stale))
+  return stale
+
+
+def summarize(result) -> dict[str, int]:
+  """The pipeline's counters, by name."""
+  counters = result.metrics().query(
+      MetricsFilter().with_namespace(NAMESPACE))['counters']
+  totals = {name: 0 for name in _COUNTERS}
+  for counter in counters:
+    name = counter.key.metric.name
+    if name in totals:
+      value = counter.committed if counter.committed is not None else (
+          counter.attempted)
+      totals[name] += value or 0
+  return totals
+
+
+def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
+  """Builds and runs the scoring pipeline; returns the PipelineResult."""
+  options = PipelineOptions(argv)
+  opts = options.view_as(ScoreOptions)
+  options.view_as(SetupOptions).save_main_session = False
+  started = time.time()
+  pipeline = test_pipeline or beam.Pipeline(options=options)
+  build(pipeline, opts)
+  result = pipeline.run()
+  result.wait_until_finish()
+  _remove_stale_outputs(opts.output, started)
+  return result
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+  try:
+    result = run(argv)
+  except BundleError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  totals = summarize(result)
+  opts = PipelineOptions(argv).view_as(ScoreOptions)
+  print(f'Scored {totals["scored"]} documents ({totals["tokens"]} tokens, '
+        f'{totals["unknown_tokens"]} unknown, {totals["truncated"]} '
+        f'truncated, {totals["empty"]} empty); {totals["errors"]} errors.')
+  print(f'Outputs: {FileSystems.join(opts.output, "scores-*")} and '
+        f'{FileSystems.join(opts.output, "errors-*")}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main(sys.argv[1:]))
