@@ -13,6 +13,7 @@ Keras 3 refuses their configs).
 import dataclasses
 import io
 import json
+import re
 import zipfile
 from typing import Any, Optional
 
@@ -227,6 +228,11 @@ def parse_model_config(model_config: dict[str, Any], where: str
   return specs, _fixed_length(layer_configs)
 
 
+def _snake_case(name: str) -> str:
+  name = re.sub(r'(.)([A-Z][a-z]+)', r'\1_\2', name)
+  return re.sub(r'([a-z])([A-Z])', r'\1_\2', name).lower()
+
+
 def _h5_weights(group) -> dict[str, list[np.ndarray]]:
   weights = {}
   for name in group.keys():
@@ -267,8 +273,9 @@ def read_keras_file(path: str) -> tuple[list[LayerSpec], Optional[int]]:
       do not match its layers.
   """
   import h5py  # pylint: disable=import-outside-toplevel
+  is_zip = zipfile.is_zipfile(path)
   try:
-    if zipfile.is_zipfile(path):
+    if is_zip:
       with zipfile.ZipFile(path) as z:
         config = json.loads(z.read('config.json'))
         with h5py.File(io.BytesIO(z.read('model.weights.h5')), 'r') as h5:
@@ -290,9 +297,16 @@ def read_keras_file(path: str) -> tuple[list[LayerSpec], Optional[int]]:
     raise ModelFileError(
         f'{path}: cannot read a Keras model from this file ({e}).') from e
   specs, fixed = parse_model_config(config, path)
+  seen: dict[str, int] = {}
   for spec in specs:
     name = spec.config.get('name')
-    spec.weights = weights.get(name)
+    # The .keras format files weights by class name in layer order
+    # ("lstm", "lstm_1"...); legacy HDF5 by layer name.
+    key = _snake_case(spec.class_name)
+    count = seen.get(key, 0)
+    seen[key] = count + 1
+    by_position = f'{key}_{count}' if count else key
+    spec.weights = weights.get(by_position if is_zip else name)
     if spec.class_name not in ('Dropout', 'SpatialDropout1D', 'Activation'):
       if not spec.weights:
         raise ModelFileError(f'{path}: no weights found for layer {name!r}.')
