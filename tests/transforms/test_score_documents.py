@@ -1,0 +1,183 @@
+"""ScoreDocuments and its steps, run with TestPipeline and assert_that."""
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from tests.conftest import mixed_length_texts
+from transforms import (BundleModelHandler, LookUpTokenIds, ScoreDocuments,
+                        SegmentText, TruncateTokenIds)
+
+
+def _check(pcoll_check):
+  def check(actual):
+    pcoll_check(list(actual))
+  return check
+
+
+def test_segment_lookup_truncate(trained_bundle, wakati):
+  bundle = trained_bundle
+  text = '猫が日なたで丸くなって、気持ちよさそうに眠っている。' * 30
+  expected_ids, _ = bundle.vocabulary.lookup(bundle.tokenizer.words(wakati(text)))
+  with TestPipeline() as p:
+    out = (p | beam.Create([('a', text)])
+           | 'Segment' >> beam.ParDo(SegmentText(bundle.mecab_args))
+           | 'Lookup' >> beam.ParDo(LookUpTokenIds(bundle.path))
+           | 'Truncate' >> beam.ParDo(TruncateTokenIds(bundle.maxlen, 'pre')))
+
+    def check(items):
+      [(doc_id, doc)] = items
+      assert doc_id == 'a'
+      assert doc.n_tokens == len(expected_ids) > bundle.maxlen
+      assert doc.truncated
+      assert doc.ids.tolist() == expected_ids[-bundle.maxlen:].tolist()
+    assert_that(out, _check(check))
+
+
+def test_scores_equal_the_classic_keras_pipeline(imported_bundle, classic,
+                                                 corpus):
+  """Whatever batch a document lands in, its scores are the classic ones."""
+  texts = mixed_length_texts(corpus)
+  expected = classic.predict(texts)
+  maxlen = classic.maxlen
+  for batch_tokens in (maxlen, 4 * maxlen, 1 << 17):
+    with TestPipeline() as p:
+      scores, errors = (
+          p | f'Create{batch_tokens}' >> beam.Create(list(enumerate(texts)))
+          | f'Score{batch_tokens}' >> ScoreDocuments(
+              imported_bundle.path, batch_tokens=batch_tokens,
+              sort_buffer_tokens=150))
+
+      def check(records, expected=expected):
+        assert len(records) == len(texts)
+        for r in records:
+          np.testing.assert_allclose(r['scores'], expected[r['id']],
+                                     atol=1e-5)
+        longest = max(records, key=lambda r: r['n_tokens'])
+        assert longest['truncated'] and longest['n_tokens'] > maxlen
+      assert_that(scores, _check(check), label='CheckScores')
+      assert_that(errors, equal_to([]), label='CheckNoErrors')
+
+
+def test_fixed_length_bundle_matches_keras(tmp_path, classic_unmasked, corpus):
+  from model.import_keras import import_keras_model
+  bundle = import_keras_model(classic_unmasked.keras_path,
+                              classic_unmasked.tokenizer_path,
+                              str(tmp_path / 'b'),
+                              maxlen=classic_unmasked.maxlen)
+  texts = mixed_length_texts(corpus) + ['']
+  expected = classic_unmasked.predict(texts)
+  with TestPipeline() as p:
+    scores, _ = (p | beam.Create(list(enumerate(texts)))
+                 | ScoreDocuments(bundle.path))
+
+    def check(records):
+      assert len(records) == len(texts)
+      for r in records:
+        np.testing.assert_allclose(r['scores'], expected[r['id']], atol=1e-5)
+    assert_that(scores, _check(check))
+
+
+BAD = [
+    ('nul', '前半\x00後半', 'segment', 'NUL character'),
+    ('none', None, 'segment', 'received NoneType'),
+    ('number', 12, 'segment', 'received int'),
+]
+
+
+def test_bad_records_go_to_errors_and_empty_ones_are_scored(trained_bundle):
+  good = [('g1', '猫が好きです。'), ('g2', 'ピアノを弾く。' * 50)]
+  empty = [('empty', ''), ('blank', '  \n\t'), ('unknown', 'ｚｚｚ ｑｑｑ')]
+  inputs = good + empty + [(i, t) for i, t, _, _ in BAD]
+  with TestPipeline() as p:
+    scores, errors = (p | beam.Create(inputs)
+                      | ScoreDocuments(trained_bundle.path))
+
+    empty_scores = trained_bundle.empty_document_scores
+
+    def check_scores(records):
+      by_id = {r['id']: r for r in records}
+      assert set(by_id) == {i for i, _ in good + empty}
+      for i, _ in empty:
+        if by_id[i]['n_tokens'] == 0:
+          np.testing.assert_allclose(by_id[i]['scores'], empty_scores)
+      assert by_id['empty']['n_tokens'] == 0
+      assert by_id['blank']['n_tokens'] == 0
+
+    def check_errors(records):
+      assert sorted((r['id'], r['stage']) for r in records) == sorted(
+          (i, s) for i, _, s, _ in BAD)
+      reasons = {r['id']: r['reason'] for r in records}
+      for i, _, _, fragment in BAD:
+        assert fragment in reasons[i]
+    assert_that(scores, _check(check_scores), label='Scores')
+    assert_that(errors, _check(check_errors), label='Errors')
+
+
+def _fail_on_marker(marker_id):
+  def inference_fn(model, padded):
+    if (padded == marker_id).any():
+      raise RuntimeError('injected inference failure')
+    return model.predict(padded)
+  return inference_fn
+
+
+def test_failed_batch_goes_to_dead_letter(trained_bundle, corpus, wakati):
+  bundle = trained_bundle
+  marker_word = bundle.vocabulary.tokens[-1]
+  marker_id = bundle.vocabulary.size
+  docs = [(d['id'], d['text']) for d in corpus[:30]]
+  docs.append(('poison', marker_word))
+  rules = bundle.tokenizer
+  with TestPipeline() as p:
+    scores, errors = (
+        p | beam.Create(docs)
+        | ScoreDocuments(bundle.path, batch_tokens=bundle.maxlen,
+                         inference_fn=_fail_on_marker(marker_id)))
+
+    def check_errors(records):
+      ids = {r['id'] for r in records}
+      assert 'poison' in ids
+      assert all(r['stage'] == 'inference' for r in records)
+      assert all('injected inference failure' in r['reason'] for r in records)
+
+    scored_ids = scores | 'ScoredIds' >> beam.Map(lambda r: r['id'])
+    error_ids = errors | 'ErrorIds' >> beam.Map(lambda r: r['id'])
+    everything = ((scored_ids, error_ids) | beam.Flatten()
+                  | beam.combiners.ToList()
+                  | beam.Map(lambda ids: (sorted(map(str, ids)), len(ids))))
+    assert_that(errors, _check(check_errors), label='Errors')
+    assert_that(everything, equal_to([(sorted(i for i, _ in docs), len(docs))]),
+                label='Everything')
+    # Most of the corpus is still scored.
+    assert_that(scores | beam.combiners.Count.Globally(),
+                _check(lambda n: n[0] >= len(docs) // 2), label='MostScored')
+
+
+def test_handler_batches_within_token_budget(trained_bundle, rng):
+  handler = BundleModelHandler(trained_bundle.path, batch_tokens=1000)
+  model = handler.load_model()
+  seen = []
+
+  def spy(model, padded):
+    seen.append(padded.shape)
+    return model.predict(padded)
+  handler._inference_fn = spy
+  batch = [rng.integers(1, 50, n).astype(np.int32)
+           for n in (3, 290, 5, 280, 0, 7, 300)]
+  results = handler.run_inference(batch, model)
+  assert [r.example is e for r, e in zip(results, batch)] == [True] * 7
+  assert all(rows * width <= 1000 for rows, width in seen)
+  assert sum(rows for rows, _ in seen) == 6  # the empty one skips the model
+  np.testing.assert_allclose(results[4].inference,
+                             trained_bundle.empty_document_scores)
+  direct = model.predict(trained_bundle.pad([batch[1]]))[0]
+  np.testing.assert_allclose(results[1].inference, direct, atol=1e-6)
+
+
+def test_bad_bundle_fails_at_construction(tmp_path):
+  from model.bundle import BundleError
+  with pytest.raises(BundleError, match='manifest.json'):
+    ScoreDocuments(str(tmp_path / 'missing'))
