@@ -100,19 +100,26 @@ def build(pipeline: beam.Pipeline, opts: ScoreOptions) -> None:
                                       num_shards=opts.num_shards))
 
 
-def _remove_stale_outputs(outdir: str, started: float) -> list[str]:
-  """Deletes ``scores-*``/``errors-*`` files older than this run.
-
-  A rerun with another shard count or format would otherwise leave the
-  previous run's shards beside the new ones.
-  """
-  stale = []
+def _existing_outputs(outdir: str) -> dict[str, Any]:
+  """``scores-*``/``errors-*`` shard files in ``outdir``, with their mtimes."""
+  found = {}
   for name in ('scores-*-of-*', 'errors-*-of-*'):
     pattern = FileSystems.join(outdir, name)
     for meta in FileSystems.match([pattern])[0].metadata_list:
-      updated = getattr(meta, 'last_updated_in_seconds', None)
-      if updated is not None and updated < started - 1:
-        stale.append(meta.path)
+      found[meta.path] = getattr(meta, 'last_updated_in_seconds', None)
+  return found
+
+
+def _remove_stale_outputs(outdir: str, before: dict[str, Any]) -> list[str]:
+  """Deletes shards of an earlier run that this run did not rewrite.
+
+  A rerun with another shard count or format would otherwise leave the
+  earlier run's shards beside the new ones. A shard this run wrote has a new
+  modification time; one it did not write keeps the time seen before.
+  """
+  now = _existing_outputs(outdir)
+  stale = [path for path, updated in before.items()
+           if path in now and now[path] == updated]
   if stale:
     FileSystems.delete(stale)
     _LOGGER.info('Removed %d output files of an earlier run', len(stale))
@@ -138,12 +145,12 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
   options = PipelineOptions(argv)
   opts = options.view_as(ScoreOptions)
   options.view_as(SetupOptions).save_main_session = False
-  started = time.time()
+  before = _existing_outputs(opts.output)
   pipeline = test_pipeline or beam.Pipeline(options=options)
   build(pipeline, opts)
   result = pipeline.run()
   result.wait_until_finish()
-  _remove_stale_outputs(opts.output, started)
+  _remove_stale_outputs(opts.output, before)
   return result
 
 

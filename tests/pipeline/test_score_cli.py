@@ -1,0 +1,157 @@
+"""End-to-end runs of ``python -m pipeline.score`` on real files."""
+
+import csv
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+
+from pipeline import score
+
+DOCS = 12
+
+
+def _write_inputs(directory, corpus, fmt):
+  docs = [{'id': d['id'], 'text': d['text']} for d in corpus[:DOCS]]
+  os.makedirs(directory, exist_ok=True)
+  if fmt == 'jsonl':
+    path = os.path.join(directory, 'docs.jsonl')
+    with open(path, 'w', encoding='utf-8') as f:
+      for d in docs:
+        f.write(json.dumps(d, ensure_ascii=False) + '\n')
+      f.write('{"id": "broken", "text": \n')
+    return path, {d['id'] for d in docs}, {f'{path}:{DOCS + 1}'}
+  if fmt == 'text':
+    path = os.path.join(directory, 'docs.txt')
+    with open(path, 'wb') as f:
+      for d in docs:
+        f.write(d['text'].encode('utf-8') + b'\n')
+      f.write(b'\xff\xfe\n')
+    return (path, {f'{path}:{i}' for i in range(1, DOCS + 1)},
+            {f'{path}:{DOCS + 1}'})
+  if fmt == 'csv':
+    path = os.path.join(directory, 'docs.csv')
+    with open(path, 'w', encoding='utf-8', newline='') as f:
+      writer = csv.writer(f)
+      writer.writerow(['id', 'text'])
+      for d in docs:
+        writer.writerow([d['id'], d['text'] + '\n二行目'])
+      writer.writerow(['', 'no id'])
+    return path, {d['id'] for d in docs}, set()  # '' is an id in CSV
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+  path = os.path.join(directory, 'docs.parquet')
+  table = pa.table({'id': [d['id'] for d in docs] + ['nulltext'],
+                    'text': [d['text'] for d in docs] + [None]})
+  pq.write_table(table, path)
+  return path, {d['id'] for d in docs}, {'nulltext'}
+
+
+def _read_scores(outdir, fmt):
+  paths = sorted(glob.glob(os.path.join(outdir, 'scores-*-of-*')))
+  assert paths and all(p.endswith('.' + fmt) for p in paths)
+  records = []
+  for path in paths:
+    if fmt == 'jsonl':
+      with open(path, encoding='utf-8') as f:
+        records += [json.loads(line) for line in f]
+    elif fmt == 'csv':
+      with open(path, encoding='utf-8', newline='') as f:
+        for row in csv.DictReader(f):
+          records.append({'id': row['id'], 'scores': json.loads(row['scores']),
+                          'n_tokens': int(row['n_tokens']),
+                          'truncated': row['truncated'] == 'true'})
+    elif fmt == 'parquet':
+      import pyarrow.parquet as pq
+      records += pq.read_table(path).to_pylist()
+    else:
+      import tensorflow as tf
+      for raw in tf.data.TFRecordDataset(path):
+        ex = tf.train.Example.FromString(raw.numpy())
+        f = ex.features.feature
+        records.append({
+            'id': f['id'].bytes_list.value[0].decode('utf-8'),
+            'scores': list(f['scores'].float_list.value),
+            'n_tokens': f['n_tokens'].int64_list.value[0],
+            'truncated': bool(f['truncated'].int64_list.value[0]),
+        })
+  return records
+
+
+def _read_errors(outdir):
+  records = []
+  for path in glob.glob(os.path.join(outdir, 'errors-*-of-*.jsonl')):
+    with open(path, encoding='utf-8') as f:
+      records += [json.loads(line) for line in f]
+  return records
+
+
+@pytest.mark.parametrize('in_fmt,out_fmt', [
+    ('jsonl', 'jsonl'), ('text', 'csv'), ('csv', 'parquet'),
+    ('parquet', 'tfrecord'), ('jsonl', 'parquet'), ('text', 'tfrecord')
+])
+def test_every_record_lands_in_scores_or_errors(tmp_path, corpus,
+                                                 trained_bundle, in_fmt,
+                                                 out_fmt, capsys):
+  path, good_ids, bad_ids = _write_inputs(str(tmp_path / 'in'), corpus, in_fmt)
+  outdir = str(tmp_path / 'out')
+  assert score.main(['--input', path, '--model', trained_bundle.path,
+                     '--output', outdir, '--format', out_fmt,
+                     '--num_shards', '2']) == 0
+  records = _read_scores(outdir, out_fmt)
+  errors = _read_errors(outdir)
+  if in_fmt == 'csv':
+    good_ids = good_ids | {''}
+  assert sorted(str(r['id']) for r in records) == sorted(good_ids)
+  assert {str(e['id']) for e in errors} == bad_ids
+  assert all(e['stage'] == 'read' and e['reason'] for e in errors)
+  for r in records:
+    assert len(r['scores']) == 8 and r['n_tokens'] >= 0
+  printed = capsys.readouterr().out
+  assert f'Scored {len(good_ids)} documents' in printed
+  assert f'{len(bad_ids)} errors' in printed
+
+
+def test_scores_match_the_transform(tmp_path, corpus, trained_bundle):
+  path, _, _ = _write_inputs(str(tmp_path / 'in'), corpus, 'jsonl')
+  outdir = str(tmp_path / 'out')
+  score.run(['--input', path, '--model', trained_bundle.path,
+             '--output', outdir])
+  from model.text import Segmenter
+  segmenter, rules = Segmenter(), trained_bundle.tokenizer
+  predict = trained_bundle.load_signature()
+  texts = {d['id']: d['text'] for d in corpus[:DOCS]}
+  for r in _read_scores(outdir, 'jsonl'):
+    ids, _ = trained_bundle.vocabulary.lookup(
+        rules.words(segmenter.segment(texts[r['id']])))
+    np.testing.assert_allclose(r['scores'], predict(ids[None, :])[0],
+                               atol=1e-5)
+
+
+def test_rerun_replaces_earlier_output(tmp_path, corpus, trained_bundle):
+  path, good_ids, _ = _write_inputs(str(tmp_path / 'in'), corpus, 'jsonl')
+  outdir = str(tmp_path / 'out')
+  base = ['--input', path, '--model', trained_bundle.path, '--output', outdir]
+  score.run(base + ['--num_shards', '3'])
+  first = sorted(json.dumps(r, sort_keys=True)
+                 for r in _read_scores(outdir, 'jsonl'))
+  score.run(base + ['--num_shards', '2'])
+  names = sorted(os.listdir(outdir))
+  assert names == ['errors-00000-of-00002.jsonl', 'errors-00001-of-00002.jsonl',
+                   'scores-00000-of-00002.jsonl', 'scores-00001-of-00002.jsonl']
+  second = sorted(json.dumps(r, sort_keys=True)
+                  for r in _read_scores(outdir, 'jsonl'))
+  assert len(second) == len(good_ids)
+  for a, b in zip(first, second):
+    ra, rb = json.loads(a), json.loads(b)
+    assert ra['id'] == rb['id']
+    np.testing.assert_allclose(ra['scores'], rb['scores'], atol=1e-6)
+
+
+def test_bad_bundle_is_refused_before_running(tmp_path, capsys):
+  assert score.main(['--input', str(tmp_path / '*.jsonl'), '--model',
+                     str(tmp_path / 'nowhere'), '--output',
+                     str(tmp_path / 'out')]) == 2
+  assert 'manifest.json' in capsys.readouterr().err
