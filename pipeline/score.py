@@ -40,11 +40,13 @@ class ScoreOptions(PipelineOptions):
   """Options of the scoring pipeline (Beam's runner options come on top)."""
   @classmethod
   def _add_argparse_args(cls, parser):
-    parser.add_argument('--input', required=True,
+    # Not argparse-required: every PipelineOptions in the process parses
+    # these arguments, including those of pipelines that embed the scorer.
+    parser.add_argument('--input',
                         help='file pattern of the documents (any Beam '
                         'filesystem)')
-    parser.add_argument('--model', required=True, help='bundle directory')
-    parser.add_argument('--output', required=True, help='output directory')
+    parser.add_argument('--model', help='bundle directory')
+    parser.add_argument('--output', help='output directory')
     parser.add_argument('--format', dest='output_format', default='jsonl',
                         choices=OUTPUT_FORMATS, help='format of the scores')
     parser.add_argument('--input_format', default='auto',
@@ -144,6 +146,10 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
   """Builds and runs the scoring pipeline; returns the PipelineResult."""
   options = PipelineOptions(argv)
   opts = options.view_as(ScoreOptions)
+  missing = [f'--{name}' for name in ('input', 'model', 'output')
+             if not getattr(opts, name)]
+  if missing:
+    raise ValueError(f'the arguments {", ".join(missing)} are required.')
   options.view_as(SetupOptions).save_main_session = False
   before = _existing_outputs(opts.output)
   pipeline = test_pipeline or beam.Pipeline(options=options)
@@ -158,7 +164,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
   try:
     result = run(argv)
-  except BundleError as e:
+  except (BundleError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   totals = summarize(result)

@@ -155,3 +155,8 @@ def test_bad_bundle_is_refused_before_running(tmp_path, capsys):
                      str(tmp_path / 'nowhere'), '--output',
                      str(tmp_path / 'out')]) == 2
   assert 'manifest.json' in capsys.readouterr().err
+
+
+def test_missing_arguments_are_named(capsys):
+  assert score.main(['--input', 'x.jsonl']) == 2
+  assert '--model, --output are required' in capsys.readouterr().err
