@@ -33,6 +33,7 @@ cuDNN, and the bundle already holds the all-padding score.
 """
 
 import functools
+import threading
 import logging
 from typing import Any, Callable, Iterable, Optional, Sequence
 
@@ -62,6 +63,14 @@ class ScoringModel:
                                                        np.ndarray]):
     self.bundle = bundle
     self.predict = predict
+    self._lock = threading.Lock()
+    self._used = False
+
+  def first_use(self) -> bool:
+    """True exactly once: the first time any thread scores with it."""
+    with self._lock:
+      first, self._used = not self._used, True
+    return first
 
 
 class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
@@ -105,7 +114,6 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
   def load_model(self) -> ScoringModel:
     bundle = load_bundle(self._bundle_path, check_model=False)
     model = ScoringModel(bundle, bundle.load_signature())
-    self._models_loaded.inc()
     _LOGGER.info('Loaded bundle %s', self._bundle_path)
     return model
 
@@ -127,6 +135,10 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
       model: ScoringModel,
       inference_args: Optional[dict[str, Any]] = None
   ) -> Iterable[PredictionResult]:
+    if model.first_use():
+      # Counted here, not in load_model: Beam drops metrics updated during
+      # setup(), where RunInference loads the model.
+      self._models_loaded.inc()
     bundle = model.bundle
     lengths = [len(x) for x in batch]
     scores: list[Optional[np.ndarray]] = [None] * len(batch)

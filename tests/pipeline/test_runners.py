@@ -1,0 +1,147 @@
+"""The same pipeline, unchanged, on three runners: identical outputs.
+
+* the DirectRunner in-process;
+* the DirectRunner with two worker processes;
+* Beam's PortableRunner against a local job service with an external worker
+  pool, the way Flink runs Python workers.
+"""
+
+import glob
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from pipeline import score
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, process, timeout: float = 60.0) -> None:
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if process.poll() is not None:
+      raise RuntimeError(f'service on port {port} exited early')
+    with socket.socket() as s:
+      if s.connect_ex(('localhost', port)) == 0:
+        return
+    time.sleep(0.2)
+  raise TimeoutError(f'nothing listens on port {port}')
+
+
+@pytest.fixture(scope='module')
+def portable_services(tmp_path_factory):
+  env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep +
+             os.environ.get('PYTHONPATH', ''))
+  job_port, pool_port = _free_port(), _free_port()
+  logs = tmp_path_factory.mktemp('services')
+  processes = [
+      subprocess.Popen(
+          [sys.executable, '-m',
+           'apache_beam.runners.portability.local_job_service_main',
+           '--port', str(job_port)], cwd=ROOT, env=env,
+          stdout=open(logs / 'job.log', 'wb'), stderr=subprocess.STDOUT),
+      subprocess.Popen(
+          [sys.executable, '-m', 'apache_beam.runners.worker.worker_pool_main',
+           '--service_port', str(pool_port)], cwd=ROOT, env=env,
+          stdout=open(logs / 'pool.log', 'wb'), stderr=subprocess.STDOUT),
+  ]
+  try:
+    _wait_for_port(job_port, processes[0])
+    _wait_for_port(pool_port, processes[1])
+    yield f'localhost:{job_port}', f'localhost:{pool_port}'
+  finally:
+    for p in processes:
+      p.terminate()
+    for p in processes:
+      try:
+        p.wait(timeout=20)
+      except subprocess.TimeoutExpired:
+        p.kill()
+
+
+def _read(outdir):
+  scores, errors = {}, {}
+  for path in glob.glob(os.path.join(outdir, 'scores-*.jsonl')):
+    with open(path, encoding='utf-8') as f:
+      for line in f:
+        r = json.loads(line)
+        assert r['id'] not in scores
+        scores[r['id']] = r
+  for path in glob.glob(os.path.join(outdir, 'errors-*.jsonl')):
+    with open(path, encoding='utf-8') as f:
+      for line in f:
+        r = json.loads(line)
+        errors[str(r['id'])] = r
+  return scores, errors
+
+
+def test_three_runners_write_the_same_records(tmp_path, corpus, trained_bundle,
+                                              portable_services):
+  path = tmp_path / 'docs.jsonl'
+  lines = [json.dumps({'id': d['id'], 'text': d['text']}, ensure_ascii=False)
+           for d in corpus[:60]]
+  lines += ['{"id": "bad", "text": 3}', 'not json',
+            json.dumps({'id': 'long', 'text': corpus[0]['text'] * 80},
+                       ensure_ascii=False)]
+  path.write_text('\n'.join(lines) + '\n', encoding='utf-8')
+  job, pool = portable_services
+  runs = {
+      'direct': [],
+      'multiprocess': ['--direct_running_mode', 'multi_processing',
+                       '--direct_num_workers', '2'],
+      'portable': ['--runner', 'PortableRunner', '--job_endpoint', job,
+                   '--environment_type', 'EXTERNAL',
+                   '--environment_config', pool],
+  }
+  outputs = {}
+  for name, flags in runs.items():
+    outdir = str(tmp_path / name)
+    score.run(['--input', str(path), '--model', trained_bundle.path,
+               '--output', outdir, '--num_shards', '2'] + flags)
+    outputs[name] = _read(outdir)
+  base_scores, base_errors = outputs['direct']
+  assert len(base_scores) == 61 and set(base_errors) == {
+      'bad', f'{path}:62'}
+  assert base_scores['long']['truncated']
+  for name, (scores, errors) in outputs.items():
+    assert set(scores) == set(base_scores), name
+    assert errors == base_errors, name
+    for doc_id, record in scores.items():
+      want = base_scores[doc_id]
+      assert (record['n_tokens'], record['truncated']) == (
+          want['n_tokens'], want['truncated'])
+      np.testing.assert_allclose(record['scores'], want['scores'], atol=1e-6,
+                                 err_msg=f'{name} {doc_id}')
+
+
+def test_one_model_per_process_shared_across_threads(tmp_path, corpus,
+                                                     trained_bundle):
+  from apache_beam.metrics.metric import MetricsFilter
+  from transforms.metrics import NAMESPACE
+  path = tmp_path / 'docs.jsonl'
+  path.write_text(''.join(
+      json.dumps({'id': d['id'], 'text': d['text']}, ensure_ascii=False) + '\n'
+      for d in corpus[:80]), encoding='utf-8')
+  result = score.run([
+      '--input', str(path), '--model', trained_bundle.path, '--output',
+      str(tmp_path / 'out'), '--direct_running_mode', 'multi_threading',
+      '--direct_num_workers', '4', '--batch_tokens', '600'
+  ])
+  loads = result.metrics().query(
+      MetricsFilter().with_namespace(NAMESPACE).with_name('models_loaded'))
+  total = sum(c.committed or c.attempted or 0 for c in loads['counters'])
+  assert total == 1
+  assert score.summarize(result)['scored'] == 80
