@@ -21,6 +21,8 @@ import numpy as np
 KERAS_DEFAULT_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
 DEFAULT_MECAB_ARGS = '-Owakati'
 PADDING_SIDES = ('pre', 'post')
+# Size of the pieces a text MeCab refuses whole is cut into.
+_PIECE_CHARS = 100_000
 
 
 class TextError(ValueError):
@@ -112,7 +114,37 @@ class Segmenter:
           'segment',
           f'text contains a NUL character at offset {nul}; MeCab would '
           f'silently stop reading there. Remove or replace NUL characters.')
-    return self._tagger.parse(text)
+    wakati = self._tagger.parse(text)
+    if wakati is None:
+      wakati = self._segment_in_pieces(text)
+    return wakati
+
+  def _segment_in_pieces(self, text: str) -> str:
+    """Segments a text MeCab refuses whole ("too long sentence").
+
+    The classic pipeline cannot score such a text at all; here it is cut at
+    line or sentence ends into pieces MeCab accepts, and the pieces' output
+    is joined in MeCab's own format (words, each followed by a space, then a
+    newline). Only words next to a cut can differ from a whole parse.
+    """
+    words = []
+    start = 0
+    while start < len(text):
+      end = min(start + _PIECE_CHARS, len(text))
+      if end < len(text):
+        cut = max(text.rfind('\n', start, end), text.rfind('。', start, end))
+        if cut > start:
+          end = cut + 1
+      piece = self._tagger.parse(text[start:end])
+      if piece is None:
+        raise TextError(
+            'segment',
+            f'MeCab refused the text near character {start} '
+            f'({self._tagger.what() if hasattr(self._tagger, "what") else ""}'
+            f'); split the document into smaller ones.')
+      words.append(piece.rstrip('\n'))
+      start = end
+    return ''.join(words) + '\n'
 
 
 @dataclasses.dataclass(frozen=True)

@@ -112,3 +112,12 @@ def test_pad_batch_matches_pad_sequences(padding, rng):
   seqs = [rng.integers(1, 50, n).astype(np.int32) for n in (1, 4, 9, 0)]
   want = pad_sequences(seqs, maxlen=12, padding=padding)
   assert np.array_equal(pad_batch(seqs, length=12, padding=padding), want)
+
+
+def test_text_mecab_refuses_whole_is_segmented_in_pieces():
+  import MeCab
+  sentence = '猫が好きです。'
+  text = sentence * 250_000  # MeCab alone refuses this ("too long sentence")
+  assert MeCab.Tagger('-Owakati').parse(text) is None
+  wakati = Segmenter().segment(text)
+  assert wakati == MeCab.Tagger('-Owakati').parse(sentence).rstrip('\n') * 250_000 + '\n'
