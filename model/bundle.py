@@ -154,7 +154,7 @@ class Bundle:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     path = self.file('saved_model')
     try:
-      with storage.LocalCopy(path) as local:
+      with storage.local_copy(path, directory=True) as local:
         loaded = tf.saved_model.load(local)
     except Exception as e:  # TensorFlow raises many types here.
       raise BundleError(f'{path}: cannot load the SavedModel ({e}).') from e

@@ -140,7 +140,7 @@ def import_keras_model(model_path: str,
     ImportRefused: the bundle would not reproduce the model.
     ValueError: inconsistent arguments (maxlen, vocabulary size...).
   """
-  with storage.LocalFile(model_path) as local_model:
+  with storage.local_copy(model_path) as local_model:
     layers, fixed = read_keras_file(local_model)
   if fixed is not None and fixed != maxlen:
     raise ModelFileError(

@@ -6,11 +6,13 @@ to load a SavedModel from any Beam filesystem, so whole directories are copied
 to a local temporary directory and back.
 """
 
+import contextlib
 import hashlib
 import logging
 import os
 import shutil
 import tempfile
+from typing import Iterator
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -94,48 +96,26 @@ def remove_tree(path: str) -> None:
     FileSystems.delete([path])
 
 
-class LocalCopy:
-  """A context manager giving a local directory with a copy of ``path``.
+@contextlib.contextmanager
+def local_copy(path: str, *, directory: bool = False) -> Iterator[str]:
+  """Gives a local path holding ``path`` (a file, or a directory tree).
 
-  Local paths are used in place; anything else is copied to a temporary
-  directory that is removed on exit.
+  Local paths are used in place; anything else is copied through Beam's
+  filesystems to a temporary directory, removed on exit. A copied file keeps
+  its name, whose suffix may tell its format.
   """
-  def __init__(self, path: str):
-    self._path = path
-    self._tmp = None
-
-  def __enter__(self) -> str:
-    if '://' not in self._path:
-      return self._path
-    self._tmp = tempfile.mkdtemp(prefix='bundle-')
-    _LOGGER.info('Copying %s to %s', self._path, self._tmp)
-    copy_tree(self._path, self._tmp)
-    return self._tmp
-
-  def __exit__(self, *exc):
-    if self._tmp:
-      shutil.rmtree(self._tmp, ignore_errors=True)
-
-
-class LocalFile:
-  """A context manager giving a local path with a copy of the file ``path``.
-
-  Local paths are used in place; anything else is copied to a temporary file
-  (keeping its name, whose suffix may tell its format) removed on exit.
-  """
-  def __init__(self, path: str):
-    self._path = path
-    self._tmp = None
-
-  def __enter__(self) -> str:
-    if '://' not in self._path:
-      return self._path
-    self._tmp = tempfile.mkdtemp(prefix='file-')
-    local = os.path.join(self._tmp, FileSystems.split(self._path)[1])
-    with open(local, 'wb') as f:
-      f.write(read_bytes(self._path))
-    return local
-
-  def __exit__(self, *exc):
-    if self._tmp:
-      shutil.rmtree(self._tmp, ignore_errors=True)
+  if '://' not in path:
+    yield path
+    return
+  tmp = tempfile.mkdtemp(prefix='local-copy-')
+  try:
+    _LOGGER.info('Copying %s to %s', path, tmp)
+    if directory:
+      copy_tree(path, tmp)
+      yield tmp
+    else:
+      parent, name = FileSystems.split(path)
+      copy_tree_file(parent, tmp, name)
+      yield os.path.join(tmp, name)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)

@@ -45,7 +45,7 @@ def load_vectors(path: str, fmt: str = 'auto', *, allow_pickle: bool = False):
       fmt = 'gensim'
     else:
       fmt = 'word2vec-text'
-  with storage.LocalFile(path) as local:
+  with storage.local_copy(path) as local:
     if fmt == 'gensim':
       if not allow_pickle:
         raise ValueError(
