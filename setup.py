@@ -8,7 +8,8 @@ their dependencies.
 import setuptools
 
 REQUIRED = [
-    'apache-beam>=2.77.0,<3',
+    # tfrecord: the CRC library Beam's TFRecord sink needs (--format tfrecord).
+    'apache-beam[tfrecord]>=2.77.0,<3',
     'tensorflow>=2.20,<2.22',
     'mecab-python3>=1.0.6,<2',
     'unidic-lite>=1.0.8,<2',
