@@ -160,3 +160,29 @@ def test_bad_bundle_is_refused_before_running(tmp_path, capsys):
 def test_missing_arguments_are_named(capsys):
   assert score.main(['--input', 'x.jsonl']) == 2
   assert '--model, --output are required' in capsys.readouterr().err
+
+
+def test_a_failed_write_leaves_no_final_shard(tmp_path):
+  """Beam's sinks write to a temporary directory and rename only on success."""
+  import apache_beam as beam
+  from pipeline.formats import WriteScores
+  records = [{'id': i, 'scores': [0.5] * 8, 'n_tokens': 3, 'truncated': False}
+             for i in range(50)]
+  records.append({'id': 'boom', 'scores': {0.5}, 'n_tokens': 1,
+                  'truncated': False})  # a set: not JSON serializable
+  outdir = str(tmp_path / 'out')
+  with pytest.raises(Exception, match='not JSON serializable'):
+    with beam.Pipeline() as p:
+      _ = p | beam.Create(records) | WriteScores(outdir, 'jsonl', num_shards=1)
+  assert glob.glob(os.path.join(outdir, 'scores-*')) == []
+
+
+def test_a_successful_run_leaves_only_final_shards(tmp_path, corpus,
+                                                   trained_bundle):
+  path, good_ids, _ = _write_inputs(str(tmp_path / 'in'), corpus, 'jsonl')
+  outdir = str(tmp_path / 'out')
+  score.run(['--input', path, '--model', trained_bundle.path, '--output',
+             outdir, '--num_shards', '3'])
+  assert sorted(os.listdir(outdir)) == sorted(
+      [f'scores-0000{i}-of-00003.jsonl' for i in range(3)] +
+      [f'errors-0000{i}-of-00003.jsonl' for i in range(3)])

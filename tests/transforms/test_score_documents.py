@@ -181,3 +181,37 @@ def test_bad_bundle_fails_at_construction(tmp_path):
   from model.bundle import BundleError
   with pytest.raises(BundleError, match='manifest.json'):
     ScoreDocuments(str(tmp_path / 'missing'))
+
+
+@pytest.mark.parametrize('corruption,fragment', [
+    ('truncate_variables', 'checksum differs'),
+    ('newer_version', 'newer than this package'),
+    ('fewer_outputs', 'manifest names 7 outputs'),
+])
+def test_bad_bundles_fail_before_the_pipeline_runs(trained_bundle, tmp_path,
+                                                   corruption, fragment):
+  import json
+  import os
+  import shutil
+  from model.bundle import BundleError
+  path = str(tmp_path / 'b')
+  shutil.copytree(trained_bundle.path, path)
+  manifest_path = os.path.join(path, 'manifest.json')
+  with open(manifest_path, encoding='utf-8') as f:
+    manifest = json.load(f)
+  if corruption == 'truncate_variables':
+    variables = os.path.join(path, 'saved_model', 'variables')
+    name = next(n for n in os.listdir(variables) if n.startswith('variables.data'))
+    with open(os.path.join(variables, name), 'r+b') as f:
+      f.truncate(10)
+  elif corruption == 'newer_version':
+    manifest['format_version'] = 99
+  else:
+    manifest['outputs'] = manifest['outputs'][:7]
+    manifest['empty_document_scores'] = manifest['empty_document_scores'][:7]
+  with open(manifest_path, 'w', encoding='utf-8') as f:
+    json.dump(manifest, f)
+  p = TestPipeline()
+  docs = p | beam.Create([('a', '猫')])
+  with pytest.raises(BundleError, match=fragment):
+    _ = docs | ScoreDocuments(path)
