@@ -144,10 +144,9 @@ def test_rerun_replaces_earlier_output(tmp_path, corpus, trained_bundle):
   second = sorted(json.dumps(r, sort_keys=True)
                   for r in _read_scores(outdir, 'jsonl'))
   assert len(second) == len(good_ids)
-  for a, b in zip(first, second):
-    ra, rb = json.loads(a), json.loads(b)
-    assert ra['id'] == rb['id']
-    np.testing.assert_allclose(ra['scores'], rb['scores'], atol=1e-6)
+  # Deterministic: the same records, bit for bit (a row's scores do not
+  # depend on the batch it lands in).
+  assert first == second
 
 
 def test_bad_bundle_is_refused_before_running(tmp_path, capsys):
