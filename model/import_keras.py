@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import sys
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 

@@ -183,14 +183,18 @@ class ReadCorpus(beam.PTransform):
                                  text_field=text_field)
 
   def expand(self, pbegin):
+    # Files are spread over workers, then each is streamed record by record
+    # into the scoring steps, fused with them: no corpus-sized buffer
+    # between reading and scoring. Parallelism comes from having several
+    # input files (shard large corpora).
     docs, errors = (
         pbegin
         | 'MatchFiles' >> fileio.MatchFiles(self._pattern)
+        | 'SpreadFiles' >> beam.Reshuffle()
         | 'ReadMatches' >> fileio.ReadMatches()
         | 'ReadDocuments' >> beam.ParDo(self._reader).with_outputs(
             ERRORS_TAG, main='docs'))
-    # Files are read whole by one worker; spread their documents out.
-    return docs | 'Spread' >> beam.Reshuffle(), errors
+    return docs, errors
 
 
 def _csv_line(record: dict) -> str:

@@ -46,7 +46,7 @@ from transforms.metrics import NAMESPACE
 
 _LOGGER = logging.getLogger(__name__)
 
-DEFAULT_BATCH_TOKENS = 1 << 17
+DEFAULT_BATCH_TOKENS = 1 << 19
 
 
 def _padded_size(element: Any, *, fixed_length: Optional[int]) -> int:
@@ -80,7 +80,10 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
   Args:
     bundle_path: the bundle directory on any Beam filesystem.
     batch_tokens: the token budget of one padded batch.
-    min_batch_tokens: the smallest batch BatchElements aims for.
+    min_batch_tokens: the smallest batch BatchElements aims for; by default
+      the budget itself. In a batch job larger batches are cheaper per token,
+      and a fixed batch size keeps memory the same for any corpus size
+      (BatchElements' adaptive sizing would grow batches as the job runs).
     inference_fn: optional ``fn(model, padded_ids) -> scores``; defaults to
       the SavedModel's signature (useful to add tracing or fault injection).
     kwargs: passed to ``ModelHandler`` (``large_model``, ``model_copies``...).
@@ -102,7 +105,7 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
     self._batch_tokens = batch_tokens
     self._inference_fn = inference_fn
     super().__init__(
-        min_batch_size=min_batch_tokens or max(1, batch_tokens // 16),
+        min_batch_size=min_batch_tokens or batch_tokens,
         max_batch_size=batch_tokens,
         element_size_fn=functools.partial(
             _padded_size,

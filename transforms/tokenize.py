@@ -17,7 +17,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
 
 from model.bundle import load_bundle
-from model.text import Segmenter, TextError, truncate
+from model.text import Segmenter, truncate
 from transforms.metrics import NAMESPACE
 
 _LOGGER = logging.getLogger(__name__)

@@ -1,8 +1,6 @@
 """Importing models trained the classic way, masked and unmasked."""
 
 import logging
-import zipfile
-import json
 
 import numpy as np
 import pytest

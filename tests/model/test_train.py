@@ -8,7 +8,6 @@ import pytest
 from model.text import Segmenter, truncate
 from model.train import (TrainingDataError, length_batches, main,
                          read_training_records, train_bundle)
-from tests.conftest import CORPUS
 
 
 def _held_out_scores(bundle, docs):

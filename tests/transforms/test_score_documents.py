@@ -130,7 +130,6 @@ def test_failed_batch_goes_to_dead_letter(trained_bundle, corpus, wakati):
   marker_id = bundle.vocabulary.size
   docs = [(d['id'], d['text']) for d in corpus[:30]]
   docs.append(('poison', marker_word))
-  rules = bundle.tokenizer
   with TestPipeline() as p:
     scores, errors = (
         p | beam.Create(docs)
