@@ -11,8 +11,10 @@ real ``tf_keras`` ``Tokenizer``.
 
 import collections
 import dataclasses
+import functools
 import importlib.metadata
 import os
+import re
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
@@ -187,8 +189,16 @@ class TokenizerConfig:
     if self.char_level:
       return list(text)
     if self.filters:
-      text = text.translate(str.maketrans({c: self.split for c in self.filters}))
+      # Same result as Keras' str.translate, an order of magnitude faster on
+      # Japanese text, where filter characters are rare.
+      text = _filter_regex(self.filters).sub(
+          self.split.replace('\\', '\\\\'), text)
     return [w for w in text.split(self.split) if w]
+
+
+@functools.lru_cache(maxsize=64)
+def _filter_regex(filters: str) -> 're.Pattern[str]':
+  return re.compile('[' + re.escape(filters) + ']')
 
 
 def _escape(token: str) -> str:
@@ -240,16 +250,14 @@ class Vocabulary:
 
   def lookup(self, words: Iterable[str]) -> tuple[np.ndarray, int]:
     """Returns ``(ids as int32, number of unknown words)``."""
-    index, oov = self._index, self.oov_id
-    ids, unknown = [], 0
-    for w in words:
-      i = index.get(w)
-      if i is None:
-        unknown += 1
-        if oov is not None:
-          ids.append(oov)
+    ids = list(map(self._index.get, words))  # the dict lookups run in C
+    unknown = ids.count(None)
+    if unknown:
+      if self.oov_id is not None:
+        oov = self.oov_id
+        ids = [oov if i is None else i for i in ids]
       else:
-        ids.append(i)
+        ids = [i for i in ids if i is not None]
     return np.asarray(ids, dtype=np.int32), unknown
 
   @classmethod

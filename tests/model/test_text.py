@@ -121,3 +121,12 @@ def test_text_mecab_refuses_whole_is_segmented_in_pieces():
   assert MeCab.Tagger('-Owakati').parse(text) is None
   wakati = Segmenter().segment(text)
   assert wakati == MeCab.Tagger('-Owakati').parse(sentence).rstrip('\n') * 250_000 + '\n'
+
+
+@pytest.mark.parametrize('split', [' ', '\\', '\\1', '|'])
+def test_filters_with_unusual_split_strings(split):
+  from tf_keras.preprocessing.text import text_to_word_sequence
+  text = 'a]b^c-d\\e f、g'
+  config = TokenizerConfig(filters=']^-\\、', split=split)
+  assert config.words(text) == text_to_word_sequence(
+      text, filters=']^-\\、', split=split)
