@@ -143,3 +143,16 @@ def test_one_model_per_process_shared_across_threads(tmp_path, corpus,
   total = sum(c.committed or c.attempted or 0 for c in loads['counters'])
   assert total == 1
   assert score.summarize(result)['scored'] == 80
+
+
+def test_setup_file_stages_the_three_packages(tmp_path):
+  """What Beam's --setup_file sends to Dataflow/Flink workers."""
+  import tarfile
+  from apache_beam.runners.portability.stager import Stager
+  sdist = Stager._build_setup_package(  # pylint: disable=protected-access
+      os.path.join(ROOT, 'setup.py'), str(tmp_path))
+  with tarfile.open(sdist) as tar:
+    names = tar.getnames()
+  for module in ('model/bundle.py', 'transforms/score.py', 'pipeline/score.py'):
+    assert any(n.endswith(module) for n in names), module
+  assert not any('/tests/' in n for n in names)
