@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 import apache_beam as beam
 from apache_beam.utils.windowed_value import WindowedValue
 
-DEFAULT_BUFFER_TOKENS = 1 << 21
+DEFAULT_BUFFER_TOKENS = 1 << 23
 
 
 class SortByLength(beam.DoFn):
