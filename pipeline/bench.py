@@ -39,6 +39,7 @@ import time
 from typing import Any, Optional, Sequence
 
 import numpy as np
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -245,33 +246,20 @@ def _json_prediction(element) -> str:
   return json.dumps([doc_id, [float(x) for x in prediction.inference], n])
 
 
-class StackingHandler:
-  """Stock-style RunInference handler: stack fixed-length rows, call model.
+class StackingHandler(ModelHandler):
+  """A stock-style RunInference handler: stacks fixed-length rows (as Beam's
+  ``TFModelHandlerNumpy`` does) and calls the bundle's SavedModel."""
+  def __init__(self, bundle_path: str):
+    super().__init__()
+    self._path = bundle_path
 
-  Defined lazily as a ModelHandler subclass (see `_stacking_handler_class`).
-  """
-  def __new__(cls, bundle_path: str):
-    return _stacking_handler_class()(bundle_path)
+  def load_model(self):
+    from model.bundle import load_bundle  # pylint: disable=import-outside-toplevel
+    return load_bundle(self._path, check_model=False).load_signature()
 
-
-def _stacking_handler_class():
-  from apache_beam.ml.inference.base import ModelHandler, PredictionResult  # pylint: disable=import-outside-toplevel
-
-  from model.bundle import load_bundle  # pylint: disable=import-outside-toplevel
-
-  class _Stacking(ModelHandler):
-    def __init__(self, bundle_path):
-      super().__init__()
-      self._path = bundle_path
-
-    def load_model(self):
-      return load_bundle(self._path, check_model=False).load_signature()
-
-    def run_inference(self, batch, model, inference_args=None):
-      scores = model(np.stack(batch))
-      return [PredictionResult(x, s) for x, s in zip(batch, scores)]
-
-  return _Stacking
+  def run_inference(self, batch, model, inference_args=None):
+    scores = model(np.stack(batch))
+    return [PredictionResult(x, s) for x, s in zip(batch, scores)]
 
 
 def run_floor_mecab(corpus: str, paths: dict[str, str], out: str) -> dict:
