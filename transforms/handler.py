@@ -19,7 +19,10 @@ Batching, as Beam 2.77 does it in a batch (not streaming) pipeline:
 * On the global-window path ``BatchElements`` sums ``element_size_fn`` and
   keeps the sum between ``min_batch_size`` and ``max_batch_size``. So the
   token budget is ``max_batch_size`` in tokens, with ``element_size_fn`` the
-  sequence length (``maxlen`` for fixed-length bundles).
+  sequence length (``maxlen`` for fixed-length bundles). ``min_batch_size``
+  defaults to the same budget: the adaptive estimator would otherwise start
+  small and grow batches as the job runs, so memory would depend on how long
+  the job is.
 * ``BatchElements`` batches in arrival order; ``SortAndBatchElements`` sorts
   but holds a whole bundle in memory and cannot feed RunInference. Length
   grouping is therefore done upstream by `transforms.batching.SortByLength`,
@@ -33,8 +36,8 @@ cuDNN, and the bundle already holds the all-padding score.
 """
 
 import functools
-import threading
 import logging
+import threading
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
