@@ -91,7 +91,11 @@ def tree_sha256(root: str) -> str:
 
 
 def remove_tree(path: str) -> None:
-  """Deletes ``path`` and everything below it, if it exists."""
+  """Deletes everything below ``path`` (object stores have no directories
+  to delete, so the files are listed and deleted one by one)."""
+  files = [FileSystems.join(path, *rel.split('/')) for rel in list_tree(path)]
+  if files:
+    FileSystems.delete(files)
   if FileSystems.exists(path):
     FileSystems.delete([path])
 

@@ -214,3 +214,27 @@ def test_bad_bundles_fail_before_the_pipeline_runs(trained_bundle, tmp_path,
   docs = p | beam.Create([('a', '猫')])
   with pytest.raises(BundleError, match=fragment):
     _ = docs | ScoreDocuments(path)
+
+
+def test_scores_with_a_bundle_on_a_remote_filesystem(trained_bundle):
+  import os
+  import tests.memfs as memfs
+  remote = 'memfs://bucket/score/bundle'
+  for root, _, files in os.walk(trained_bundle.path):
+    for name in files:
+      path = os.path.join(root, name)
+      rel = os.path.relpath(path, trained_bundle.path).replace(os.sep, '/')
+      with open(path, 'rb') as f:
+        memfs.put(f'{remote}/{rel}', f.read())
+  docs = [('a', '猫が好きです。'), ('b', '')]
+  with TestPipeline() as p:
+    local, _ = (p | 'CreateLocal' >> beam.Create(docs)
+                | 'Local' >> ScoreDocuments(trained_bundle.path))
+    remote_scores, _ = (p | 'CreateRemote' >> beam.Create(docs)
+                        | 'Remote' >> ScoreDocuments(remote))
+    key = lambda r: (r['id'], tuple(r['scores']), r['n_tokens'])
+    # Each record appears twice: once from each bundle, identical.
+    both = ((local | 'KL' >> beam.Map(key), remote_scores | 'KR' >> beam.Map(key))
+            | beam.Flatten() | beam.combiners.Count.PerElement()
+            | beam.Map(lambda kv: kv[1]))
+    assert_that(both, equal_to([2, 2]), label='SameRecords')
