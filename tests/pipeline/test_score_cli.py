@@ -185,3 +185,20 @@ def test_a_successful_run_leaves_only_final_shards(tmp_path, corpus,
   assert sorted(os.listdir(outdir)) == sorted(
       [f'scores-0000{i}-of-00003.jsonl' for i in range(3)] +
       [f'errors-0000{i}-of-00003.jsonl' for i in range(3)])
+
+
+@pytest.mark.parametrize('name,target', [
+    ('score', 'pipeline.score:main'), ('train', 'model.train:main'),
+    ('import', 'model.import_keras:main'), ('ja-doc-score', 'pipeline.score:main'),
+])
+def test_console_entry_points(name, target):
+  import subprocess
+  import sysconfig
+  from importlib.metadata import entry_points
+  [ep] = [e for e in entry_points(group='console_scripts')
+          if e.name == name and e.value == target]
+  assert callable(ep.load())
+  script = os.path.join(sysconfig.get_path('scripts'), name)
+  out = subprocess.run([script, '--help'], capture_output=True, text=True,
+                       timeout=120)
+  assert out.returncode == 0 and '--' in out.stdout
