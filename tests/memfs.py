@@ -112,3 +112,14 @@ def get(path: str) -> bytes:
 def paths(prefix: str) -> list[str]:
   with _LOCK:
     return sorted(k for k in _FILES if k.startswith(prefix))
+
+
+def upload_tree(local_dir: str, remote: str) -> None:
+  """Copies a local directory tree to ``remote`` (a ``memfs://`` path)."""
+  import os  # pylint: disable=import-outside-toplevel
+  for root, _, files in os.walk(local_dir):
+    for name in files:
+      path = os.path.join(root, name)
+      rel = os.path.relpath(path, local_dir).replace(os.sep, '/')
+      with open(path, 'rb') as f:
+        put(f'{remote}/{rel}', f.read())

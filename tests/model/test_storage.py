@@ -9,18 +9,9 @@ from model import storage
 from model.bundle import load_bundle
 
 
-def _upload(local_dir: str, remote: str) -> None:
-  for root, _, files in os.walk(local_dir):
-    for name in files:
-      path = os.path.join(root, name)
-      rel = os.path.relpath(path, local_dir).replace(os.sep, '/')
-      with open(path, 'rb') as f:
-        memfs.put(f'{remote}/{rel}', f.read())
-
-
 def test_bundle_loads_and_scores_from_a_remote_filesystem(trained_bundle):
   remote = 'memfs://bucket/bundles/trained'
-  _upload(trained_bundle.path, remote)
+  memfs.upload_tree(trained_bundle.path, remote)
   bundle = load_bundle(remote)  # checksums, probe: all through Beam
   assert bundle.vocabulary.tokens == trained_bundle.vocabulary.tokens
   ids = np.arange(1, 30, dtype=np.int32)[None, :]

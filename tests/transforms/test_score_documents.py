@@ -217,15 +217,9 @@ def test_bad_bundles_fail_before_the_pipeline_runs(trained_bundle, tmp_path,
 
 
 def test_scores_with_a_bundle_on_a_remote_filesystem(trained_bundle):
-  import os
   import tests.memfs as memfs
   remote = 'memfs://bucket/score/bundle'
-  for root, _, files in os.walk(trained_bundle.path):
-    for name in files:
-      path = os.path.join(root, name)
-      rel = os.path.relpath(path, trained_bundle.path).replace(os.sep, '/')
-      with open(path, 'rb') as f:
-        memfs.put(f'{remote}/{rel}', f.read())
+  memfs.upload_tree(trained_bundle.path, remote)
   docs = [('a', '猫が好きです。'), ('b', '')]
   with TestPipeline() as p:
     local, _ = (p | 'CreateLocal' >> beam.Create(docs)
