@@ -321,6 +321,38 @@ def truncate(ids: np.ndarray, maxlen: int, truncating: str) -> np.ndarray:
   return ids[-maxlen:] if truncating == 'pre' else ids[:maxlen]
 
 
+def budget_batches(order: Iterable[int], lengths: Sequence[int], *,
+                   batch_tokens: int, max_rows: Optional[int] = None,
+                   row_length: Optional[int] = None) -> list[list[int]]:
+  """Cuts ``order`` into consecutive batches within a padded-token budget.
+
+  A batch closes before its padded size (rows x longest) would exceed
+  ``batch_tokens``, or at ``max_rows`` rows; a single longer row still gets a
+  batch of its own. Pass ``order`` sorted by length for little padding.
+
+  Args:
+    order: indices into ``lengths``, in the order to batch them.
+    lengths: each sequence's length (0 counts as 1).
+    batch_tokens: the budget of one padded batch.
+    max_rows: optional cap on rows per batch.
+    row_length: the padded row length when fixed (fixed-length bundles).
+  """
+  batches: list[list[int]] = []
+  current: list[int] = []
+  longest = 0
+  for i in order:
+    width = max(longest, row_length or max(int(lengths[i]), 1))
+    if current and ((max_rows and len(current) >= max_rows) or
+                    width * (len(current) + 1) > batch_tokens):
+      batches.append(current)
+      current, width = [], row_length or max(int(lengths[i]), 1)
+    current.append(i)
+    longest = width
+  if current:
+    batches.append(current)
+  return batches
+
+
 def pad_batch(sequences: Sequence[np.ndarray], *, length: Optional[int] = None,
               padding: str = 'post') -> np.ndarray:
   """Pads int32 sequences with 0 into a ``[batch, length]`` array.

@@ -32,7 +32,8 @@ from model import storage
 from model.bundle import Bundle, write_bundle
 from model.network import build_model, classic_layers
 from model.text import (DEFAULT_MECAB_ARGS, KERAS_DEFAULT_FILTERS, Segmenter,
-                        TokenizerConfig, Vocabulary, pad_batch, truncate)
+                        TokenizerConfig, Vocabulary, budget_batches, pad_batch,
+                        truncate)
 from model.vectors import VECTOR_FORMATS, embedding_matrix, load_vectors, train_vectors
 
 _LOGGER = logging.getLogger(__name__)
@@ -105,18 +106,8 @@ def length_batches(lengths: Sequence[int], *, batch_size: int,
   when padding it to its longest member would exceed ``batch_tokens``.
   """
   order = np.argsort(np.asarray(lengths), kind='stable')
-  batches, current, longest = [], [], 0
-  for i in order:
-    n = max(int(lengths[i]), 1)
-    if current and (len(current) >= batch_size or
-                    max(longest, n) * (len(current) + 1) > batch_tokens):
-      batches.append(np.asarray(current))
-      current, longest = [], 0
-    current.append(i)
-    longest = max(longest, n)
-  if current:
-    batches.append(np.asarray(current))
-  return batches
+  return [np.asarray(b) for b in budget_batches(
+      order, lengths, batch_tokens=batch_tokens, max_rows=batch_size)]
 
 
 class _BatchStream:

@@ -185,15 +185,7 @@ def run_pipeline(corpus: str, paths: dict[str, str], out: str,
   return {'seconds': elapsed,
           'real_tokens': sum(min(r['n_tokens'], MAXLEN)
                              for r in records.values()),
-          'padded_tokens': _counter(result, 'padded_tokens')}
-
-
-def _counter(result, name: str) -> int:
-  from apache_beam.metrics.metric import MetricsFilter  # pylint: disable=import-outside-toplevel
-  from transforms.metrics import NAMESPACE  # pylint: disable=import-outside-toplevel
-  found = result.metrics().query(
-      MetricsFilter().with_namespace(NAMESPACE).with_name(name))['counters']
-  return int(sum((c.committed or c.attempted or 0) for c in found))
+          'padded_tokens': score.summarize(result)['padded_tokens']}
 
 
 def run_beam_stock(corpus: str, paths: dict[str, str], out: str) -> dict:
@@ -275,7 +267,7 @@ def run_floor_mecab(corpus: str, paths: dict[str, str], out: str) -> dict:
 
 def run_floor_model(corpus: str, paths: dict[str, str], out: str) -> dict:
   from model.bundle import load_bundle  # pylint: disable=import-outside-toplevel
-  from model.text import Segmenter, truncate  # pylint: disable=import-outside-toplevel
+  from model.text import Segmenter, budget_batches, truncate  # pylint: disable=import-outside-toplevel
   from transforms.handler import DEFAULT_BATCH_TOKENS  # pylint: disable=import-outside-toplevel
   bundle = load_bundle(paths['bundle'])
   segmenter, rules = Segmenter(), bundle.tokenizer
@@ -286,20 +278,12 @@ def run_floor_model(corpus: str, paths: dict[str, str], out: str) -> dict:
   start = time.perf_counter()
   predict = bundle.load_signature()
   scores = np.zeros((len(seqs), len(bundle.output_names)), np.float32)
-  padded, chunk, longest = 0, [], 0
-  def flush(chunk):
+  padded = 0
+  for chunk in budget_batches(order, [len(s) for s in seqs],
+                              batch_tokens=DEFAULT_BATCH_TOKENS):
     x = bundle.pad([seqs[i] for i in chunk])
     scores[chunk] = predict(x)
-    return x.size
-  for i in order:
-    width = max(longest, len(seqs[i]))
-    if chunk and width * (len(chunk) + 1) > DEFAULT_BATCH_TOKENS:
-      padded += flush(chunk)
-      chunk, width = [], len(seqs[i])
-    chunk.append(i)
-    longest = width
-  if chunk:
-    padded += flush(chunk)
+    padded += x.size
   elapsed = time.perf_counter() - start
   _save_scores(out, ids, scores)
   return {'seconds': elapsed, 'real_tokens': sum(len(s) for s in seqs),

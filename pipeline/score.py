@@ -33,7 +33,8 @@ from transforms.metrics import NAMESPACE
 
 _LOGGER = logging.getLogger(__name__)
 _COUNTERS = ('documents', 'tokens', 'unknown_tokens', 'truncated', 'empty',
-             'errors', 'read_errors', 'scored')
+             'errors', 'read_errors', 'scored', 'padded_tokens',
+             'models_loaded')
 
 
 class ScoreOptions(PipelineOptions):

@@ -45,6 +45,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from model.bundle import Bundle, load_bundle
+from model.text import budget_batches
 from transforms.metrics import NAMESPACE
 
 _LOGGER = logging.getLogger(__name__)
@@ -123,18 +124,6 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
     _LOGGER.info('Loaded bundle %s', self._bundle_path)
     return model
 
-  def _chunks(self, order: Sequence[int], lengths: Sequence[int],
-              fixed: Optional[int]) -> Iterable[list[int]]:
-    chunk: list[int] = []
-    for i in order:
-      width = fixed or max(lengths[i], lengths[chunk[-1]] if chunk else 0)
-      if chunk and width * (len(chunk) + 1) > self._batch_tokens:
-        yield chunk
-        chunk = []
-      chunk.append(i)
-    if chunk:
-      yield chunk
-
   def run_inference(
       self,
       batch: Sequence[np.ndarray],
@@ -153,7 +142,9 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
         scores[i] = bundle.empty_document_scores
     order = sorted((i for i, n in enumerate(lengths) if n), key=lengths.__getitem__)
     fixed = None if bundle.masked else bundle.maxlen
-    for chunk in self._chunks(order, lengths, fixed):
+    for chunk in budget_batches(order, lengths,
+                                batch_tokens=self._batch_tokens,
+                                row_length=fixed):
       padded = bundle.pad([batch[i] for i in chunk])
       self._padded.inc(padded.size)
       if self._inference_fn is not None:
