@@ -25,8 +25,8 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from model.bundle import BundleError
-from pipeline.formats import (INPUT_FORMATS, OUTPUT_FORMATS, ReadCorpus,
-                              WriteErrors, WriteScores)
+from pipeline.readers import INPUT_FORMATS, ReadCorpus
+from pipeline.writers import OUTPUT_FORMATS, WriteErrors, WriteScores
 from transforms import ScoreDocuments
 from transforms.handler import DEFAULT_BATCH_TOKENS
 from transforms.metrics import NAMESPACE

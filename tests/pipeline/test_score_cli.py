@@ -164,7 +164,7 @@ def test_missing_arguments_are_named(capsys):
 def test_a_failed_write_leaves_no_final_shard(tmp_path):
   """Beam's sinks write to a temporary directory and rename only on success."""
   import apache_beam as beam
-  from pipeline.formats import WriteScores
+  from pipeline.writers import WriteScores
   records = [{'id': i, 'scores': [0.5] * 8, 'n_tokens': 3, 'truncated': False}
              for i in range(50)]
   records.append({'id': 'boom', 'scores': {0.5}, 'n_tokens': 1,
