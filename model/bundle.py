@@ -23,6 +23,7 @@ import os
 import posixpath
 import shutil
 import tempfile
+import threading
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -44,6 +45,12 @@ DEFAULT_FILES = {
 SIGNATURE = 'serving_default'
 INPUT_NAME = 'token_ids'
 OUTPUT_NAME = 'scores'
+# Bundles already read in this process, by path and manifest digest: workers
+# that score with one bundle parse its vocabulary and load its SavedModel
+# once per process, and a pipeline that validated it at construction reuses
+# what validation loaded when it runs in the same process.
+_LOADED: dict[tuple[str, str], 'Bundle'] = {}
+_LOADED_LOCK = threading.Lock()
 _REQUIRED = ('format_version', 'maxlen', 'padding', 'truncating', 'masked',
              'segmenter', 'tokenizer', 'outputs', 'embedding_dim',
              'embedding_rows', 'vocabulary_size', 'empty_document_scores',
@@ -96,6 +103,15 @@ class Bundle:
     self.path = path
     self.manifest = manifest
     self.vocabulary = vocabulary
+    self._predict = None
+    self._lock = threading.Lock()
+
+  def __getstate__(self):
+    return {'path': self.path, 'manifest': self.manifest,
+            'vocabulary': self.vocabulary}
+
+  def __setstate__(self, state):
+    self.__init__(state['path'], state['manifest'], state['vocabulary'])
 
   # What decides scores, from the manifest.
   @property
@@ -149,8 +165,15 @@ class Bundle:
   def load_signature(self):
     """Loads the SavedModel and returns ``fn(token_ids) -> scores`` (numpy).
 
-    The returned callable is thread-safe.
+    The model is loaded once per `Bundle` object (and `load_bundle` returns
+    one object per bundle and process); the callable is thread-safe.
     """
+    with self._lock:
+      if self._predict is None:
+        self._predict = self._load_signature()
+      return self._predict
+
+  def _load_signature(self):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     path = self.file('saved_model')
     try:
@@ -189,12 +212,16 @@ class Bundle:
           f'differ. Install the same dictionary.')
 
 
-def _read_manifest(path: str) -> dict[str, Any]:
+def _read_manifest_bytes(path: str) -> bytes:
   where = FileSystems.join(path, MANIFEST)
   try:
-    raw = storage.read_bytes(where)
+    return storage.read_bytes(where)
   except Exception as e:
     raise BundleError(f'{where}: cannot read the manifest ({e}).') from e
+
+
+def _read_manifest(path: str, raw: bytes) -> dict[str, Any]:
+  where = FileSystems.join(path, MANIFEST)
   try:
     manifest = json.loads(raw.decode('utf-8'))
   except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -243,6 +270,10 @@ def _sha256(data: bytes) -> str:
 def load_bundle(path: str, *, check_model: bool = True) -> Bundle:
   """Reads and validates a bundle.
 
+  Without ``check_model``, a bundle this process already read with the same
+  manifest is returned as it is (vocabulary parsed and model loaded once per
+  process); with it, every file is checked again.
+
   Args:
     path: the bundle directory, on any Beam filesystem.
     check_model: also verify the SavedModel's checksum and call it on a probe
@@ -253,7 +284,21 @@ def load_bundle(path: str, *, check_model: bool = True) -> Bundle:
     BundleError: naming the file and what is wrong.
   """
   path = path.rstrip('/') or '/'
-  manifest = _read_manifest(path)
+  raw = _read_manifest_bytes(path)
+  key = (path, _sha256(raw))
+  if not check_model:
+    with _LOADED_LOCK:
+      if key in _LOADED:
+        return _LOADED[key]
+  bundle = _validate(path, _read_manifest(path, raw), check_model)
+  with _LOADED_LOCK:
+    if check_model or key not in _LOADED:
+      _LOADED[key] = bundle
+    return _LOADED[key]
+
+
+def _validate(path: str, manifest: dict[str, Any], check_model: bool
+              ) -> Bundle:
   bundle = Bundle(path, manifest, Vocabulary([]))
 
   vocab_path = bundle.file('vocabulary')

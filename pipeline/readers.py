@@ -1,191 +1,645 @@
-"""Readers for the scoring pipeline's input formats.
+"""Readers for the scoring pipeline's input formats, split so workers share files.
 
-Inputs (``--input_format``, or by extension): JSONL (``.jsonl``, ``.json``),
-plain text (``.txt``: one document a line, id ``FILE:LINE``), CSV (``.csv``)
-and Parquet (``.parquet``). Files are matched and read with Beam's
-``fileio`` so every record knows its file and line (or row); a record that
-cannot be read becomes an error record ``{"id", "source", "stage": "read",
-"reason"}`` instead of failing the job.
+Inputs (``--input_format``, or by extension): JSONL (``.jsonl``, ``.json``,
+``.ndjson``), plain text (``.txt``: one document a line, id ``FILE:LINE``),
+CSV (``.csv``, ``.tsv``) and Parquet (``.parquet``), each optionally
+compressed with any codec Beam's filesystems recognise by extension (``.gz``,
+``.bz2``, ``.zst``/``.zstd``, ``.deflate``, ``.xz``/``.lzma``).
+
+Why it is shaped this way: one large file must be scored by every worker, not
+by the one that happens to open it. `ReadCorpus` therefore cuts files into
+ranges before reading:
+
+* JSONL and text files larger than ``split_bytes`` are cut into byte ranges.
+  A range owns the lines that *start* inside it (the reader seeks to the byte
+  before its start and skips the partial line), so every line is read exactly
+  once whatever the cut points. To keep ``FILE:LINE`` ids and error sources,
+  a cheap first pass counts the newlines of each range in parallel
+  (``CountNewlines``), and ``NumberRanges`` gives each range the number of
+  its first line.
+* Parquet files are cut into groups of whole row groups.
+* Compressed files cannot be split (a codec stream has no random access), and
+  neither can files in UTF-16/UTF-32 (found by their BOM): they are read
+  whole. CSV is read whole as well: a quoted field may hold newlines, so the
+  record that a byte offset falls into cannot be told without reading the
+  file from its start.
+
+Ranges are spread over workers with a ``Reshuffle`` and read by ``ReadRanges``
+fused with the scoring steps, so no corpus-sized buffer ever sits between
+reading and scoring. Ranges have similar sizes, which balances the work on
+runners that hand out work statically (the DirectRunner deals elements round
+robin); ``rebalance=True`` adds a ``Reshuffle`` of the documents themselves
+for runners with an external shuffle (Dataflow, Flink, Spark).
+
+Every input record ends as an ``(id, text)`` pair or as an error record
+``{"id", "source", "stage": "read", "reason"}``; one bad record never fails
+the job. The id policy, the same for every format: an id is a non-empty
+string or an integer within the 64-bit range; anything else (missing, null,
+empty, float, bool, object, list, a string that is not valid Unicode) is an
+error that names the type. Text must be a string of valid Unicode. UTF-8 BOMs,
+CRLF line endings and a missing final newline are accepted everywhere; blank
+lines are skipped.
 """
 
+import codecs
 import csv
 import io
 import json
 import logging
-from typing import Any, Iterator
+import math
+import re
+import sys
+import typing
+from typing import Any, Iterable, Iterator, Optional, Union
 
 import apache_beam as beam
 from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from transforms.metrics import NAMESPACE
 
 _LOGGER = logging.getLogger(__name__)
 
 INPUT_FORMATS = ('jsonl', 'text', 'csv', 'parquet')
 ERRORS_TAG = 'errors'
+DEFAULT_SPLIT_BYTES = 64 << 20
 _EXTENSIONS = {
     '.jsonl': 'jsonl', '.json': 'jsonl', '.ndjson': 'jsonl', '.txt': 'text',
     '.csv': 'csv', '.tsv': 'csv', '.parquet': 'parquet'
 }
-_COMPRESSED = ('.gz', '.bz2', '.deflate', '.zst', '.lzma', '.zz')
+COMPRESSION_SUFFIXES = ('.gz', '.bz2', '.deflate', '.zst', '.zstd', '.xz',
+                        '.lzma')
+_READ_CHUNK = 8 << 20
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_SURROGATE = re.compile('[\ud800-\udfff]')
+_UTF8_BOM = codecs.BOM_UTF8
+# Longest first: the UTF-32 LE BOM starts with the UTF-16 LE one.
+_WIDE_BOMS = ((codecs.BOM_UTF32_LE, 'utf-32'), (codecs.BOM_UTF32_BE, 'utf-32'),
+              (codecs.BOM_UTF16_LE, 'utf-16'), (codecs.BOM_UTF16_BE, 'utf-16'))
 
 
-def input_format_of(path: str) -> str:
-  """Guesses an input format from a file name (compression suffix ignored)."""
+def format_from_extension(path: str) -> Optional[str]:
+  """The input format a file name says (compression suffix ignored), if any."""
   name = path.lower()
-  for suffix in _COMPRESSED:
+  for suffix in COMPRESSION_SUFFIXES:
     if name.endswith(suffix):
       name = name[:-len(suffix)]
+      break
   for ext, fmt in _EXTENSIONS.items():
     if name.endswith(ext):
       return fmt
-  return 'text'
+  return None
 
 
-def _error(source: str, reason: str, doc_id: Any = None) -> beam.pvalue.TaggedOutput:
-  return beam.pvalue.TaggedOutput(ERRORS_TAG, {
-      'id': doc_id if doc_id is not None else source,
-      'source': source,
-      'stage': 'read',
-      'reason': reason,
-  })
+def input_format_of(path: str) -> str:
+  """Guesses an input format from a file name; unknown names are text."""
+  return format_from_extension(path) or 'text'
 
 
-def _decode(raw: bytes, source: str):
-  try:
-    return raw.decode('utf-8'), None
-  except UnicodeDecodeError as e:
-    return None, _error(
-        source, f'invalid UTF-8 at byte {e.start} of the line ({e.reason}); '
-        f'fix the encoding of this line.')
+class FileRange(typing.NamedTuple):
+  """A part of one input file that one worker reads.
 
+  Attributes:
+    path: the file.
+    fmt: its input format.
+    start: first byte (line formats) or first row group (Parquet).
+    stop: end byte or row group, exclusive; -1 for the end of the file.
+    first_line: number of the first line (or row) the range owns, from 1.
+    encoding: ``utf-8``, or ``utf-16``/``utf-32`` for files read whole.
+  """
+  path: str
+  fmt: str
+  start: int
+  stop: int
+  first_line: int = 1
+  encoding: str = 'utf-8'
+
+  @property
+  def whole(self) -> bool:
+    return self.start == 0 and self.stop < 0
+
+
+class ReadError(typing.NamedTuple):
+  """A record that could not be read: where, and why."""
+  source: str
+  reason: str
+  doc_id: Any = None
+
+  def as_record(self) -> dict[str, Any]:
+    return {'id': self.doc_id if self.doc_id is not None else self.source,
+            'source': self.source, 'stage': 'read', 'reason': self.reason}
+
+
+def _describe(value: Any) -> str:
+  """A short, always-encodable rendering of a bad value for an error."""
+  text = ascii(value)
+  return text if len(text) <= 60 else text[:57] + '...'
+
+
+def _unicode_problem(text: str) -> Optional[str]:
+  match = _SURROGATE.search(text)
+  if match is None:
+    return None
+  return (f'an unpaired surrogate {ascii(match.group())[1:-1]} at character '
+          f'{match.start()}, which is not valid Unicode')
+
+
+class RecordRules:
+  """The id and text policy, applied to records of every format.
+
+  Args:
+    id_field: the field holding the id.
+    text_field: the field holding the text.
+  """
+  def __init__(self, id_field: str = 'id', text_field: str = 'text'):
+    self.id_field = id_field
+    self.text_field = text_field
+
+  def check_id(self, doc_id: Any) -> Optional[str]:
+    """Why ``doc_id`` is not an acceptable id, or None if it is."""
+    name = f'the id field {self.id_field!r}'
+    if doc_id is None:
+      return f'{name} is missing or null'
+    if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)):
+      return (f'{name} must be a string or an integer; received '
+              f'{type(doc_id).__name__} {_describe(doc_id)}')
+    if isinstance(doc_id, int) and not _INT64[0] <= doc_id <= _INT64[1]:
+      return (f'{name} must be an integer within 64 bits; received '
+              f'{_describe(doc_id)}')
+    if isinstance(doc_id, str):
+      if not doc_id:
+        return f'{name} is empty'
+      problem = _unicode_problem(doc_id)
+      if problem:
+        return f'{name} holds {problem}'
+    return None
+
+  def apply(self, record: Any, source: str,
+            fields: Optional[list[str]] = None
+            ) -> Union[tuple[Any, str], ReadError]:
+    """``(id, text)`` for a good record, else the `ReadError` saying why.
+
+    Args:
+      record: the record, a dict.
+      source: where it was read (``FILE:LINE``).
+      fields: the fields its file has, for messages (default: its keys).
+    """
+    if not isinstance(record, dict):
+      return ReadError(source, f'expected a JSON object; received '
+                       f'{type(record).__name__}.')
+    fields = ', '.join(repr(k) for k in (fields or list(record))[:20])
+    doc_id = record.get(self.id_field)
+    problem = self.check_id(doc_id)
+    if problem:
+      if doc_id is None:
+        problem += f' (the record has the fields {fields or "none"}; choose ' \
+                   f'the id field with --id_field)'
+      return ReadError(source, problem + '.')
+    if self.text_field not in record:
+      return ReadError(
+          source, f'the text field {self.text_field!r} is missing (the '
+          f'record has the fields {fields}; choose the text field with '
+          f'--text_field).', doc_id)
+    text = record[self.text_field]
+    if not isinstance(text, str):
+      return ReadError(source, f'the text field {self.text_field!r} must be '
+                       f'a string; received {type(text).__name__}.', doc_id)
+    problem = _unicode_problem(text)
+    if problem:
+      return ReadError(source, f'the text field {self.text_field!r} holds '
+                       f'{problem}.', doc_id)
+    return doc_id, text
+
+
+# --- planning ---------------------------------------------------------------
+
+def _wide_encoding(head: bytes) -> Optional[str]:
+  for bom, encoding in _WIDE_BOMS:
+    if head.startswith(bom):
+      return encoding
+  return None
+
+
+def _parquet_ranges(path: str, split_bytes: int) -> list[FileRange]:
+  import pyarrow.parquet as pq  # pylint: disable=import-outside-toplevel
+  with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED
+                        ) as f:
+    meta = pq.ParquetFile(f).metadata
+  ranges, first, row, size, first_row = [], 0, 0, 0, 1
+  for i in range(meta.num_row_groups):
+    group = meta.row_group(i)
+    size += group.total_byte_size
+    row += group.num_rows
+    if size >= split_bytes or i == meta.num_row_groups - 1:
+      ranges.append(FileRange(path, 'parquet', first, i + 1, first_row))
+      first, size, first_row = i + 1, 0, row + 1
+  return ranges or [FileRange(path, 'parquet', 0, -1)]
+
+
+class PlanRanges(beam.DoFn):
+  """Cuts each matched file into ranges (see the module docstring).
+
+  Main output: `FileRange` s ready to read. Output ``blocks``: byte ranges of
+  large line files whose first line numbers `CountNewlines` and
+  `number_ranges` still have to work out.
+
+  Args:
+    input_format: a format of `INPUT_FORMATS`, or ``auto`` (by extension).
+    split_bytes: the size of one range.
+  """
+  BLOCKS = 'blocks'
+
+  def __init__(self, input_format: str = 'auto', *,
+               split_bytes: int = DEFAULT_SPLIT_BYTES):
+    if input_format not in INPUT_FORMATS + ('auto',):
+      raise ValueError(f'input format must be one of {INPUT_FORMATS} or '
+                       f'"auto"; received {input_format!r}.')
+    if split_bytes < 1:
+      raise ValueError(f'split_bytes must be positive; received {split_bytes}.')
+    self._format = input_format
+    self._split_bytes = split_bytes
+    self._files = Metrics.counter(NAMESPACE, 'input_files')
+    self._ranges = Metrics.counter(NAMESPACE, 'input_ranges')
+
+  def process(self, metadata) -> Iterator[Any]:
+    path, size = metadata.path, metadata.size_in_bytes
+    fmt = input_format_of(path) if self._format == 'auto' else self._format
+    self._files.inc()
+    compressed = (CompressionTypes.detect_compression_type(path) !=
+                  CompressionTypes.UNCOMPRESSED)
+    whole = FileRange(path, fmt, 0, -1)
+    if compressed or fmt == 'csv' or size <= self._split_bytes:
+      self._ranges.inc()
+      yield whole
+      return
+    if fmt == 'parquet':
+      try:
+        ranges = _parquet_ranges(path, self._split_bytes)
+      except Exception:  # pylint: disable=broad-except
+        ranges = [whole]  # ReadRanges reports what is wrong with the file.
+      self._ranges.inc(len(ranges))
+      yield from ranges
+      return
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED
+                          ) as f:
+      encoding = _wide_encoding(f.read(4))
+    if encoding:
+      self._ranges.inc()
+      yield whole._replace(encoding=encoding)
+      return
+    n = math.ceil(size / self._split_bytes)
+    self._ranges.inc(n)
+    for i in range(n):
+      start = i * self._split_bytes
+      yield beam.pvalue.TaggedOutput(self.BLOCKS, FileRange(
+          path, fmt, start, min(size, start + self._split_bytes), 0))
+
+
+def count_newlines(block: FileRange) -> tuple[str, tuple[int, int, bool]]:
+  """``(path, (start, newlines in the block, whether it ends with one))``."""
+  newlines, last = 0, b''
+  with FileSystems.open(block.path,
+                        compression_type=CompressionTypes.UNCOMPRESSED) as f:
+    f.seek(block.start)
+    left = block.stop - block.start
+    while left > 0:
+      chunk = f.read(min(_READ_CHUNK, left))
+      if not chunk:
+        break
+      newlines += chunk.count(b'\n')
+      left -= len(chunk)
+      last = chunk[-1:]
+  return block.path, (block.start, newlines, last == b'\n')
+
+
+def number_ranges(blocks: tuple[str, Iterable[tuple[int, int, bool]]],
+                  fmt: str) -> Iterator[FileRange]:
+  """Turns one file's counted blocks into ranges that know their first line.
+
+  A range that starts right after a newline owns the line starting at its
+  first byte; any other range's first line starts after its first newline.
+  """
+  path, counted = blocks
+  counted = sorted(counted)
+  seen, after_newline = 0, True
+  for i, (start, newlines, ends_with_newline) in enumerate(counted):
+    stop = counted[i + 1][0] if i + 1 < len(counted) else -1
+    first = seen + 1 if after_newline else seen + 2
+    yield FileRange(path, fmt, start, stop, first)
+    seen += newlines
+    after_newline = ends_with_newline
+
+
+# --- reading ----------------------------------------------------------------
 
 def _strip_newline(line: bytes) -> bytes:
   if line.endswith(b'\r\n'):
     return line[:-2]
-  if line.endswith(b'\n'):
+  if line.endswith(b'\n') or line.endswith(b'\r'):
     return line[:-1]
   return line
 
 
-class ReadDocuments(beam.DoFn):
-  """Reads ``(id, text)`` pairs from a matched file, one record at a time.
+def _decode(raw: bytes, source: str) -> Union[str, ReadError]:
+  try:
+    return raw.decode('utf-8')
+  except UnicodeDecodeError as e:
+    return ReadError(
+        source, f'invalid UTF-8 at byte {e.start} of the line ({e.reason}); '
+        f'fix the encoding of this line.')
 
-  Records that cannot be read go to the ``errors`` output with their file
-  and line (or row) and the reason.
+
+def _open(path: str):
+  return FileSystems.open(path, compression_type=CompressionTypes.AUTO)
+
+
+def _lines(f, rng: FileRange) -> Iterator[tuple[int, bytes]]:
+  """``(line number, raw line)`` for the lines that start inside ``rng``."""
+  pos, number = rng.start, rng.first_line
+  if rng.start > 0:
+    f.seek(rng.start - 1)
+    pos = rng.start - 1 + len(f.readline())
+  while rng.stop < 0 or pos < rng.stop:
+    line = f.readline()
+    if not line:
+      return
+    if pos == 0 and line.startswith(_UTF8_BOM):
+      line = line[len(_UTF8_BOM):]
+      pos += len(_UTF8_BOM)
+    yield number, line
+    pos += len(line)
+    number += 1
+
+
+def _wide_lines(f, rng: FileRange) -> Iterator[tuple[int, Union[str, ReadError]]]:
+  """Decoded lines of a whole UTF-16/UTF-32 file."""
+  raw = f.read()
+  try:
+    text = raw.decode(rng.encoding)
+  except UnicodeDecodeError as e:
+    yield 1, ReadError(rng.path, f'invalid {rng.encoding.upper()} at byte '
+                       f'{e.start} ({e.reason}); the file could not be read.')
+    return
+  for number, line in enumerate(text.split('\n'), 1):
+    yield number, line[:-1] if line.endswith('\r') else line
+
+
+class _RangeReader:
+  """Reads one `FileRange` into ``(id, text)`` pairs and `ReadError` s."""
+  def __init__(self, rules: RecordRules, on_bytes=None, on_blank=None):
+    self._rules = rules
+    self._on_bytes = on_bytes or (lambda n: None)
+    self._on_blank = on_blank or (lambda: None)
+
+  def read(self, rng: FileRange) -> Iterator[Union[tuple[Any, str],
+                                                   ReadError]]:
+    try:
+      with _open(rng.path) as f:
+        if rng.fmt == 'parquet':
+          yield from self._parquet(f, rng)
+        elif rng.fmt == 'csv':
+          yield from self._csv(f, rng)
+        else:
+          yield from self._line_records(f, rng)
+    except Exception as e:  # pylint: disable=broad-except
+      # A file that breaks off (truncated archive, I/O error) costs the rest
+      # of the range, never the job: say so, with the file.
+      yield ReadError(rng.path, f'cannot read the rest of the file from '
+                      f'{"row group" if rng.fmt == "parquet" else "byte"} '
+                      f'{rng.start} ({type(e).__name__}: {e}).')
+
+  def _line_texts(self, f, rng: FileRange
+                  ) -> Iterator[tuple[str, Union[str, ReadError]]]:
+    if rng.whole and rng.encoding == 'utf-8':
+      head = f.read(4)
+      encoding = _wide_encoding(head)
+      if encoding:  # A compressed UTF-16/32 file: found only once opened.
+        rng = rng._replace(encoding=encoding)
+      f = _Prefixed(head, f)
+    if rng.encoding != 'utf-8':
+      for number, text in _wide_lines(f, rng):
+        yield (text.source if isinstance(text, ReadError) else
+               f'{rng.path}:{number}'), text
+      return
+    for number, raw in _lines(f, rng):
+      self._on_bytes(len(raw))
+      source = f'{rng.path}:{number}'
+      yield source, _decode(_strip_newline(raw), source)
+
+  def _line_records(self, f, rng: FileRange):
+    for source, text in self._line_texts(f, rng):
+      if isinstance(text, ReadError):
+        yield text
+      elif not text.strip():
+        self._on_blank()
+      elif rng.fmt == 'text':
+        yield source, text
+      else:
+        yield self._json(text, source)
+
+  def _json(self, line: str, source: str):
+    try:
+      record = json.loads(line)
+    except ValueError as e:
+      return ReadError(source, f'invalid JSON ({e}).')
+    except RecursionError:
+      return ReadError(source, 'invalid JSON (nested too deeply to read).')
+    return self._rules.apply(record, source)
+
+  def _csv_lines(self, f, rng: FileRange) -> Iterator[str]:
+    if rng.encoding != 'utf-8':
+      yield from io.StringIO(f.read().decode(rng.encoding), newline='')
+      return
+    first = True
+    for raw in iter(f.readline, b''):
+      self._on_bytes(len(raw))
+      if first and raw.startswith(_UTF8_BOM):
+        raw = raw[len(_UTF8_BOM):]
+      first = False
+      yield raw.decode('utf-8', errors='surrogateescape')
+
+  def _csv(self, f, rng: FileRange):
+    head = f.read(4)
+    encoding = _wide_encoding(head)
+    if encoding:
+      rng = rng._replace(encoding=encoding)
+    lines = self._csv_lines(_Prefixed(head, f), rng)
+    dialect = 'excel-tab' if '.tsv' in rng.path.lower() else 'excel'
+    reader = csv.reader(lines, dialect=dialect)
+    header, line = None, 0
+    while True:
+      start = reader.line_num + 1
+      try:
+        row = next(reader)
+      except StopIteration:
+        return
+      except csv.Error as e:
+        if reader.line_num < start:  # Nothing consumed: cannot go on.
+          yield ReadError(f'{rng.path}:{start}', f'invalid CSV ({e}); the '
+                          f'rest of the file could not be read.')
+          return
+        yield ReadError(f'{rng.path}:{start}', f'invalid CSV ({e}).')
+        continue
+      source = f'{rng.path}:{start}'
+      if not row or all(not cell.strip() for cell in row):
+        if row:
+          self._on_blank()
+        continue
+      bad = next((c for c in row if _SURROGATE.search(c)), None)
+      if bad is not None:
+        yield ReadError(source, 'invalid UTF-8 in this row; fix the encoding '
+                        'of this line.' if header is not None else
+                        'invalid UTF-8 in the header row.')
+        if header is None:
+          return
+        continue
+      if header is None:
+        header = row
+        line = start
+        duplicates = sorted({h for h in header if header.count(h) > 1})
+        if duplicates:
+          yield ReadError(source, f'the header row names {duplicates} more '
+                          f'than once; the file could not be read.')
+          return
+        continue
+      if len(row) != len(header):
+        yield ReadError(source, f'the row has {len(row)} fields but the '
+                        f'header (line {line}) has {len(header)}.')
+        continue
+      yield self._rules.apply(dict(zip(header, row)), source)
+
+  def _parquet(self, f, rng: FileRange):
+    import pyarrow.parquet as pq  # pylint: disable=import-outside-toplevel
+    if CompressionTypes.detect_compression_type(rng.path) != (
+        CompressionTypes.UNCOMPRESSED):
+      f = io.BytesIO(f.read())  # Parquet needs random access.
+    try:
+      table = pq.ParquetFile(f)
+      names = set(table.schema_arrow.names)
+      columns = [c for c in (self._rules.id_field, self._rules.text_field)
+                 if c in names]
+      groups = (range(rng.start, rng.stop) if rng.stop >= 0 else
+                range(table.metadata.num_row_groups))
+      batches = table.iter_batches(row_groups=list(groups), columns=columns)
+    except Exception as e:  # pyarrow raises several types for bad files.
+      yield ReadError(rng.path, f'cannot read Parquet ({e}).')
+      return
+    row = rng.first_line - 1
+    fields = table.schema_arrow.names
+    for batch in batches:
+      for record in batch.to_pylist():
+        row += 1
+        yield self._rules.apply(record, f'{rng.path}:row {row}', fields)
+
+
+class _Prefixed:
+  """A read-only file that first returns ``head``, then the rest of ``f``."""
+  def __init__(self, head: bytes, f):
+    self._head = head
+    self._f = f
+
+  def read(self, n: int = -1) -> bytes:
+    head, self._head = self._head, b''
+    if n is None or n < 0:
+      return head + self._f.read()
+    if len(head) >= n:
+      self._head = head[n:]
+      return head[:n]
+    return head + self._f.read(n - len(head))
+
+  def readline(self) -> bytes:
+    if not self._head:
+      return self._f.readline()
+    head, self._head = self._head, b''
+    if b'\n' in head:
+      i = head.index(b'\n') + 1
+      self._head = head[i:]
+      return head[:i]
+    return head + self._f.readline()
+
+
+def read_range(rng: FileRange, rules: Optional[RecordRules] = None
+               ) -> Iterator[Union[tuple[Any, str], ReadError]]:
+  """Reads one range without Beam: ``(id, text)`` pairs and `ReadError` s."""
+  return _RangeReader(rules or RecordRules()).read(rng)
+
+
+class ReadRanges(beam.DoFn):
+  """Reads `FileRange` s into ``(id, text)``; bad records go to ``errors``.
 
   Args:
-    input_format: ``jsonl``, ``text``, ``csv``, ``parquet`` or ``auto``.
     id_field: the id field (JSONL, CSV, Parquet).
     text_field: the text field (JSONL, CSV, Parquet).
   """
-  def __init__(self, input_format: str = 'auto', *, id_field: str = 'id',
-               text_field: str = 'text'):
-    if input_format not in INPUT_FORMATS + ('auto',):
-      raise ValueError(f'input format must be one of {INPUT_FORMATS} or '
-                       f'"auto"; received {input_format!r}.')
-    self._format = input_format
-    self._id_field = id_field
-    self._text_field = text_field
+  def __init__(self, *, id_field: str = 'id', text_field: str = 'text'):
+    self._rules = RecordRules(id_field, text_field)
+    self._bytes = Metrics.counter(NAMESPACE, 'bytes_read')
+    self._blank = Metrics.counter(NAMESPACE, 'blank_lines')
+    self._records = Metrics.counter(NAMESPACE, 'records_read')
+    self._reader = None
 
-  def process(self, readable: fileio.ReadableFile) -> Iterator[Any]:
-    path = readable.metadata.path
-    fmt = (input_format_of(path) if self._format == 'auto' else self._format)
-    with readable.open() as f:
-      if fmt == 'parquet':
-        yield from self._parquet(f, path)
-      elif fmt == 'csv':
-        yield from self._csv(f, path)
+  def setup(self):
+    csv.field_size_limit(min(sys.maxsize, (1 << 31) - 1))
+    self._reader = _RangeReader(self._rules, on_bytes=self._bytes.inc,
+                                on_blank=self._blank.inc)
+
+  def process(self, rng: FileRange) -> Iterator[Any]:
+    for item in self._reader.read(rng):
+      self._records.inc()
+      if isinstance(item, ReadError):
+        yield beam.pvalue.TaggedOutput(ERRORS_TAG, item.as_record())
       else:
-        for n, line in enumerate(f, 1):
-          source = f'{path}:{n}'
-          text, error = _decode(_strip_newline(line), source)
-          if error is not None:
-            yield error
-          elif fmt == 'text':
-            yield source, text
-          elif text.strip():
-            yield from self._json(text, source)
-
-  def _record(self, record: Any, source: str) -> Iterator[Any]:
-    if not isinstance(record, dict):
-      yield _error(source, f'expected a JSON object; received '
-                   f'{type(record).__name__}.')
-      return
-    doc_id = record.get(self._id_field)
-    if doc_id is None:
-      yield _error(source, f'the id field {self._id_field!r} is missing or '
-                   f'null.')
-    elif self._text_field not in record:
-      yield _error(source, f'the text field {self._text_field!r} is '
-                   f'missing.', doc_id)
-    else:
-      text = record[self._text_field]
-      if not isinstance(text, str):
-        yield _error(source, f'the text field {self._text_field!r} must be a '
-                     f'string; received {type(text).__name__}.', doc_id)
-      else:
-        yield doc_id, text
-
-  def _json(self, line: str, source: str) -> Iterator[Any]:
-    try:
-      record = json.loads(line)
-    except json.JSONDecodeError as e:
-      yield _error(source, f'invalid JSON ({e}).')
-      return
-    yield from self._record(record, source)
-
-  def _csv(self, f, path: str) -> Iterator[Any]:
-    text = io.TextIOWrapper(f, encoding='utf-8', errors='surrogateescape',
-                            newline='')
-    dialect = 'excel-tab' if path.lower().endswith('.tsv') else 'excel'
-    reader = csv.DictReader(text, dialect=dialect)
-    for n, row in enumerate(reader, 2):  # line 1 is the header
-      source = f'{path}:{n}'
-      try:
-        for value in row.values():
-          if isinstance(value, str):
-            value.encode('utf-8')
-      except UnicodeEncodeError as e:
-        yield _error(source, f'invalid UTF-8 in this row ({e.reason}).')
-        continue
-      yield from self._record(row, source)
-
-  def _parquet(self, f, path: str) -> Iterator[Any]:
-    import pyarrow.parquet as pq  # pylint: disable=import-outside-toplevel
-    try:
-      table = pq.ParquetFile(f)
-      batches = table.iter_batches(columns=[self._id_field, self._text_field])
-      row = 0
-      for batch in batches:
-        for record in batch.to_pylist():
-          row += 1
-          yield from self._record(record, f'{path}:row {row}')
-    except Exception as e:  # pyarrow raises several types for bad files.
-      yield _error(path, f'cannot read Parquet ({e}).')
+        yield item
 
 
 class ReadCorpus(beam.PTransform):
   """Reads every file matching ``pattern`` as ``(id, text)`` pairs.
 
-  Returns a tagged output: the main output and ``errors``.
+  Returns the documents and the read errors (``docs, errors = ...``).
+
+  Args:
+    pattern: a file pattern on any Beam filesystem.
+    input_format: a format of `INPUT_FORMATS`, or ``auto`` (by extension).
+    id_field: the id field (JSONL, CSV, Parquet).
+    text_field: the text field (JSONL, CSV, Parquet).
+    split_bytes: the size of the ranges large files are cut into.
+    rebalance: also redistribute the documents after reading (useful where
+      the runner's shuffle is external; on the DirectRunner it would hold
+      the corpus in the runner's memory).
   """
   def __init__(self, pattern: str, input_format: str = 'auto', *,
-               id_field: str = 'id', text_field: str = 'text'):
+               id_field: str = 'id', text_field: str = 'text',
+               split_bytes: int = DEFAULT_SPLIT_BYTES,
+               rebalance: bool = False):
     super().__init__()
     self._pattern = pattern
-    self._reader = ReadDocuments(input_format, id_field=id_field,
-                                 text_field=text_field)
+    self._planner = PlanRanges(input_format, split_bytes=split_bytes)
+    self._reader = ReadRanges(id_field=id_field, text_field=text_field)
+    self._rebalance = rebalance
 
   def expand(self, pbegin):
-    # Files are spread over workers, then each is streamed record by record
-    # into the scoring steps, fused with them: no corpus-sized buffer
-    # between reading and scoring. Parallelism comes from having several
-    # input files (shard large corpora).
-    docs, errors = (
+    planned = (
         pbegin
         | 'MatchFiles' >> fileio.MatchFiles(self._pattern)
-        | 'SpreadFiles' >> beam.Reshuffle()
-        | 'ReadMatches' >> fileio.ReadMatches()
-        | 'ReadDocuments' >> beam.ParDo(self._reader).with_outputs(
+        | 'PlanRanges' >> beam.ParDo(self._planner).with_outputs(
+            PlanRanges.BLOCKS, main='ranges'))
+    numbered = (
+        planned[PlanRanges.BLOCKS]
+        | 'SpreadBlocks' >> beam.Reshuffle()
+        | 'KeyBlocksByFile' >> beam.Map(lambda b: ((b.path, b.fmt), b))
+        | 'CountNewlines' >> beam.MapTuple(
+            lambda key, block: (key, count_newlines(block)[1]))
+        | 'GroupBlocksByFile' >> beam.GroupByKey()
+        | 'NumberRanges' >> beam.FlatMapTuple(
+            lambda key, counted: number_ranges((key[0], counted), key[1])))
+    docs, errors = (
+        (planned.ranges, numbered)
+        | 'AllRanges' >> beam.Flatten()
+        | 'SpreadRanges' >> beam.Reshuffle()
+        | 'ReadRanges' >> beam.ParDo(self._reader).with_outputs(
             ERRORS_TAG, main='docs'))
+    if self._rebalance:
+      docs = docs | 'Rebalance' >> beam.Reshuffle()
     return docs, errors

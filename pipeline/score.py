@@ -25,6 +25,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from model.bundle import BundleError
+from pipeline import scaling
 from pipeline.readers import INPUT_FORMATS, ReadCorpus
 from pipeline.writers import OUTPUT_FORMATS, WriteErrors, WriteScores
 from transforms import ScoreDocuments
@@ -60,6 +61,17 @@ class ScoreOptions(PipelineOptions):
     parser.add_argument('--batch_tokens', type=int,
                         default=DEFAULT_BATCH_TOKENS,
                         help='token budget of one padded inference batch')
+    parser.add_argument('--tf_threads', type=int, default=-1,
+                        help='TensorFlow threads per worker process (-1: the '
+                        "worker's share of the cores; 0: TensorFlow's "
+                        'default)')
+    parser.add_argument('--split_bytes', type=int, default=0,
+                        help='size of the ranges large input files are cut '
+                        'into (0: automatic, at most 64 MiB)')
+    parser.add_argument('--rebalance', default='auto',
+                        choices=('auto', 'always', 'never'),
+                        help='shuffle documents after reading (auto: on every '
+                        'runner but the local DirectRunner)')
 
 
 class _CountAndLog(beam.DoFn):
@@ -87,13 +99,19 @@ def _count_read_error(record):
   return record
 
 
-def build(pipeline: beam.Pipeline, opts: ScoreOptions) -> None:
+def build(pipeline: beam.Pipeline, opts: ScoreOptions,
+          plan: Optional[scaling.Plan] = None) -> None:
   """Adds the read, score and write steps to ``pipeline``."""
+  plan = plan or scaling.plan(pipeline.options, [], pattern=opts.input,
+                              tf_threads=opts.tf_threads,
+                              split_bytes=opts.split_bytes,
+                              rebalance=opts.rebalance)
   docs, read_errors = pipeline | 'ReadCorpus' >> ReadCorpus(
       opts.input, opts.input_format, id_field=opts.id_field,
-      text_field=opts.text_field)
+      text_field=opts.text_field, split_bytes=plan.split_bytes,
+      rebalance=plan.rebalance)
   scores, errors = docs | 'ScoreDocuments' >> ScoreDocuments(
-      opts.model, batch_tokens=opts.batch_tokens)
+      opts.model, batch_tokens=opts.batch_tokens, tf_threads=plan.tf_threads)
   counted = read_errors | 'CountReadErrors' >> beam.Map(_count_read_error)
   _ = (scores | 'CountAndLog' >> beam.ParDo(_CountAndLog())
        | 'WriteScores' >> WriteScores(opts.output, opts.output_format,
@@ -145,16 +163,24 @@ def summarize(result) -> dict[str, int]:
 
 def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
   """Builds and runs the scoring pipeline; returns the PipelineResult."""
+  argv = list(argv if argv is not None else sys.argv[1:])
   options = PipelineOptions(argv)
   opts = options.view_as(ScoreOptions)
   missing = [f'--{name}' for name in ('input', 'model', 'output')
              if not getattr(opts, name)]
   if missing:
     raise ValueError(f'the arguments {", ".join(missing)} are required.')
+  plan = scaling.plan(options, argv, pattern=opts.input,
+                      tf_threads=opts.tf_threads, split_bytes=opts.split_bytes,
+                      rebalance=opts.rebalance)
+  if plan.flags and test_pipeline is None:
+    options = PipelineOptions(argv + plan.flags)
+    opts = options.view_as(ScoreOptions)
+  _LOGGER.info('Scoring with %s', plan)
   options.view_as(SetupOptions).save_main_session = False
   before = _existing_outputs(opts.output)
   pipeline = test_pipeline or beam.Pipeline(options=options)
-  build(pipeline, opts)
+  build(pipeline, opts, plan)
   result = pipeline.run()
   result.wait_until_finish()
   _remove_stale_outputs(opts.output, before)

@@ -61,6 +61,28 @@ def _padded_size(element: Any, *, fixed_length: Optional[int]) -> int:
   return max(1, len(example))
 
 
+def set_tf_threads(threads: int) -> bool:
+  """Sizes TensorFlow's thread pools to ``threads``; 0 leaves TF's default.
+
+  Must run before TensorFlow executes anything in this process; returns
+  False (and changes nothing) when it is too late, e.g. in a process that
+  already validated the bundle.
+  """
+  if threads <= 0:
+    return False
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  try:
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+  except RuntimeError:
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    if current != threads:
+      _LOGGER.debug('TensorFlow already started with %s threads; keeping '
+                    'them instead of %d', current or 'default', threads)
+    return False
+  return True
+
+
 class ScoringModel:
   """A loaded bundle: its padding rules and its thread-safe predict."""
   def __init__(self, bundle: Bundle, predict: Callable[[np.ndarray],
@@ -90,6 +112,10 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
       (BatchElements' adaptive sizing would grow batches as the job runs).
     inference_fn: optional ``fn(model, padded_ids) -> scores``; defaults to
       the SavedModel's signature (useful to add tracing or fault injection).
+    tf_threads: TensorFlow threads (intra- and inter-op) in each worker
+      process; 0 keeps TensorFlow's default (all the cores it sees). Set it
+      to the worker's share of the cores when several worker processes
+      share a machine.
     kwargs: passed to ``ModelHandler`` (``large_model``, ``model_copies``...).
   """
   def __init__(self,
@@ -99,6 +125,7 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
                min_batch_tokens: Optional[int] = None,
                inference_fn: Optional[Callable[[ScoringModel, np.ndarray],
                                                np.ndarray]] = None,
+               tf_threads: int = 0,
                **kwargs):
     bundle = load_bundle(bundle_path, check_model=False)
     if batch_tokens < bundle.maxlen:
@@ -108,6 +135,7 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
     self._bundle_path = bundle_path
     self._batch_tokens = batch_tokens
     self._inference_fn = inference_fn
+    self._tf_threads = tf_threads
     super().__init__(
         min_batch_size=min_batch_tokens or batch_tokens,
         max_batch_size=batch_tokens,
@@ -119,6 +147,7 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
     self._padded = Metrics.counter(NAMESPACE, 'padded_tokens')
 
   def load_model(self) -> ScoringModel:
+    set_tf_threads(self._tf_threads)
     bundle = load_bundle(self._bundle_path, check_model=False)
     model = ScoringModel(bundle, bundle.load_signature())
     _LOGGER.info('Loaded bundle %s', self._bundle_path)

@@ -97,6 +97,8 @@ class ScoreDocuments(beam.PTransform):
     inference_fn: optional ``fn(model, padded_ids) -> scores`` replacing the
       SavedModel call (see `BundleModelHandler`).
     validate: check the bundle now (on by default).
+    tf_threads: TensorFlow threads per worker process (0: TF's default); see
+      `BundleModelHandler`.
   """
   def __init__(self,
                bundle_path: str,
@@ -105,6 +107,7 @@ class ScoreDocuments(beam.PTransform):
                sort_buffer_tokens: int = DEFAULT_BUFFER_TOKENS,
                inference_fn: Optional[Callable] = None,
                validate: bool = True,
+               tf_threads: int = 0,
                label: Optional[str] = None):
     super().__init__(label)
     bundle = load_bundle(bundle_path, check_model=validate)
@@ -118,7 +121,8 @@ class ScoreDocuments(beam.PTransform):
     self._batch_tokens = batch_tokens
     self._sort_buffer_tokens = sort_buffer_tokens
     self._handler = BundleModelHandler(
-        bundle_path, batch_tokens=batch_tokens, inference_fn=inference_fn)
+        bundle_path, batch_tokens=batch_tokens, inference_fn=inference_fn,
+        tf_threads=tf_threads)
 
   @property
   def output_names(self) -> list[str]:

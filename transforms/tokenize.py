@@ -14,7 +14,6 @@ from typing import Any, Iterator
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
-from apache_beam.utils import shared
 
 from model.bundle import load_bundle
 from model.text import Segmenter, truncate
@@ -64,23 +63,17 @@ class SegmentText(beam.DoFn):
     yield doc_id, self._segmenter.segment(text)
 
 
-class _VocabularyHolder:
-  """Weak-referenceable holder so ``Shared`` can keep one vocabulary."""
-  def __init__(self, bundle):
-    self.bundle = bundle
-
-
 class LookUpTokenIds(beam.DoFn):
   """Maps ``(id, wakati)`` to ``(id, TokenizedDocument)`` with bundle rules.
 
-  The vocabulary is read once per worker process (Beam's ``Shared``).
+  The vocabulary is read once per worker process (`model.bundle.load_bundle`
+  keeps one bundle per process).
 
   Args:
     bundle_path: the bundle directory on any Beam filesystem.
   """
   def __init__(self, bundle_path: str):
     self._bundle_path = bundle_path
-    self._shared = shared.Shared()
     self._bundle = None
     self._tokens = Metrics.counter(NAMESPACE, 'tokens')
     self._unknown = Metrics.counter(NAMESPACE, 'unknown_tokens')
@@ -88,10 +81,7 @@ class LookUpTokenIds(beam.DoFn):
     self._lengths = Metrics.distribution(NAMESPACE, 'document_tokens')
 
   def setup(self):
-    path = self._bundle_path
-    self._bundle = self._shared.acquire(
-        lambda: _VocabularyHolder(load_bundle(path, check_model=False)),
-        tag=f'vocabulary:{path}').bundle
+    self._bundle = load_bundle(self._bundle_path, check_model=False)
     self._rules = self._bundle.tokenizer
 
   def process(self, element: tuple[Any, str]

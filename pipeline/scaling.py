@@ -1,0 +1,156 @@
+"""How a scoring job spreads over processes and cores, decided before it runs.
+
+Three settings decide whether a second core helps:
+
+* **Worker processes on the local DirectRunner.** MeCab and the vocabulary
+  lookup hold Python's GIL for much of their time, so threads in one process
+  do not add up; worker processes do. With no ``--direct_*`` flag given,
+  `plan` switches the DirectRunner to ``multi_processing`` with one worker
+  per core once the input is large enough (`MIN_PARALLEL_BYTES`) to pay for
+  starting them: each worker imports TensorFlow and loads the model, about
+  3 s of one core. ``--direct_num_workers 1`` still forces one worker.
+* **TensorFlow's threads per process** (``--tf_threads``): by default each
+  worker gets its share of the cores, so two workers on two cores do not
+  both run two TensorFlow threads and fight for the cores. On Dataflow,
+  which runs one Python process per vCPU, the share is one thread.
+* **Range size** (``--split_bytes``): the DirectRunner deals ranges to its
+  workers round robin, once; several ranges per worker keep the deal even
+  when documents differ in length.
+
+And ``--rebalance``: a shuffle of the documents after reading evens out
+skewed ranges on runners whose shuffle lives outside the workers (Dataflow,
+Flink, Spark), but on the DirectRunner it would hold the whole corpus in the
+runner's memory, so ``auto`` uses it everywhere except there.
+"""
+
+import logging
+import os
+from typing import Optional, Sequence
+
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import (DirectOptions,
+                                                  PipelineOptions,
+                                                  StandardOptions)
+
+from pipeline.readers import DEFAULT_SPLIT_BYTES
+
+_LOGGER = logging.getLogger(__name__)
+
+MIN_PARALLEL_BYTES = 4 << 20
+MIN_SPLIT_BYTES = 1 << 20
+RANGES_PER_WORKER = 8
+_LOCAL_RUNNERS = (None, '', 'DirectRunner', 'direct', 'InteractiveRunner')
+
+
+def available_cores() -> int:
+  """The cores this process may run on (its CPU affinity where known)."""
+  try:
+    return max(1, len(os.sched_getaffinity(0)))
+  except AttributeError:  # Not on Linux.
+    return max(1, os.cpu_count() or 1)
+
+
+def input_bytes(pattern: str) -> int:
+  """The total size of the files ``pattern`` matches (0 where none do)."""
+  try:
+    matched = FileSystems.match([pattern])[0].metadata_list
+  except Exception:  # pylint: disable=broad-except
+    return 0
+  return sum(m.size_in_bytes for m in matched)
+
+
+def is_local(options: PipelineOptions) -> bool:
+  """Whether the job runs on the DirectRunner in this machine."""
+  return options.view_as(StandardOptions).runner in _LOCAL_RUNNERS
+
+
+def _flag_given(argv: Sequence[str], *names: str) -> bool:
+  return any(arg == f'--{n}' or arg.startswith(f'--{n}=') for arg in argv
+             for n in names)
+
+
+class Plan:
+  """What `plan` decided; ``flags`` are added to the job's arguments.
+
+  Attributes:
+    workers: worker processes (1 for in-process runs; 0 where the runner
+      decides).
+    tf_threads: TensorFlow threads per worker process (0: TF's default).
+    split_bytes: the size of one input range.
+    rebalance: whether to shuffle documents after reading.
+    flags: Beam flags to add (``--direct_running_mode``...).
+  """
+  def __init__(self, workers: int, tf_threads: int, split_bytes: int,
+               rebalance: bool, flags: list[str]):
+    self.workers = workers
+    self.tf_threads = tf_threads
+    self.split_bytes = split_bytes
+    self.rebalance = rebalance
+    self.flags = flags
+
+  def __repr__(self) -> str:
+    return (f'Plan(workers={self.workers}, tf_threads={self.tf_threads}, '
+            f'split_bytes={self.split_bytes}, rebalance={self.rebalance}, '
+            f'flags={self.flags})')
+
+
+def plan(options: PipelineOptions, argv: Sequence[str], *,
+         size: Optional[int] = None, pattern: Optional[str] = None,
+         tf_threads: int = -1, split_bytes: int = 0,
+         rebalance: str = 'auto', cores: Optional[int] = None) -> Plan:
+  """Decides workers, TF threads, range size and rebalancing for one job.
+
+  Args:
+    options: the job's options.
+    argv: the job's arguments as given (to tell a default from a choice).
+    size: the input's size in bytes, if known; else read from ``pattern``.
+    pattern: the input pattern.
+    tf_threads: ``--tf_threads``: -1 for the worker's share of the cores.
+    split_bytes: ``--split_bytes``: 0 for automatic.
+    rebalance: ``--rebalance``: ``auto``, ``always`` or ``never``.
+    cores: the machine's cores (default: `available_cores`).
+  """
+  cores = cores or available_cores()
+  flags: list[str] = []
+  local = is_local(options)
+  if size is None:
+    size = input_bytes(pattern) if pattern else 0
+  if local:
+    direct = options.view_as(DirectOptions)
+    if _flag_given(argv, 'direct_num_workers', 'direct_running_mode'):
+      mode = direct.direct_running_mode
+      workers = direct.direct_num_workers or cores
+      processes = workers if mode == 'multi_processing' else 1
+    elif cores > 1 and size >= MIN_PARALLEL_BYTES:
+      workers = processes = cores
+      flags = ['--direct_running_mode', 'multi_processing',
+               '--direct_num_workers', str(workers)]
+    else:
+      workers = processes = 1
+    share = max(1, cores // processes)
+  else:
+    workers = 0
+    runner = str(options.view_as(StandardOptions).runner or '')
+    parallelism = options.get_all_options().get('parallelism') or 0
+    if 'Dataflow' in runner:
+      share = 1
+    elif parallelism and parallelism > 0:
+      share = max(1, cores // parallelism)
+    else:
+      share = 0
+  threads = share if tf_threads < 0 else tf_threads
+  if local and processes == 1 and tf_threads < 0:
+    threads = 0  # One process: TensorFlow's own default is the whole machine.
+  if not split_bytes:
+    split_bytes = DEFAULT_SPLIT_BYTES
+    if local and workers > 1 and size:
+      split_bytes = min(DEFAULT_SPLIT_BYTES, max(
+          MIN_SPLIT_BYTES, size // (workers * RANGES_PER_WORKER)))
+  if rebalance not in ('auto', 'always', 'never'):
+    raise ValueError(f'--rebalance must be auto, always or never; received '
+                     f'{rebalance!r}.')
+  shuffle = rebalance == 'always' or (rebalance == 'auto' and not local)
+  result = Plan(workers, threads, split_bytes, shuffle, flags)
+  _LOGGER.debug('Scaling plan for %d input bytes on %d cores: %r', size, cores,
+                result)
+  return result
