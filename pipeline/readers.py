@@ -386,6 +386,17 @@ def _wide_lines(f, rng: FileRange) -> Iterator[tuple[int, Union[str, ReadError]]
     yield number, line[:-1] if line.endswith('\r') else line
 
 
+def _stream_complete(f) -> bool:
+  """False when a compressed file stopped before its codec's end marker.
+
+  Beam's ``CompressedFile`` treats a truncated stream as a normal end of
+  file; its decompressor (zlib, bz2, lzma, zstandard) still knows whether it
+  saw the end-of-stream marker. Where there is none to ask, assume complete.
+  """
+  decompressor = getattr(f, '_decompressor', None)
+  return decompressor is None or getattr(decompressor, 'eof', True)
+
+
 class _RangeReader:
   """Reads one `FileRange` into ``(id, text)`` pairs and `ReadError` s."""
   def __init__(self, rules: RecordRules, on_bytes=None, on_blank=None):
@@ -403,6 +414,10 @@ class _RangeReader:
           yield from self._csv(f, rng)
         else:
           yield from self._line_records(f, rng)
+        if not _stream_complete(f):
+          yield ReadError(rng.path, 'the compressed file ends before its '
+                          'end-of-stream marker: it is truncated, and what '
+                          'followed the last record read is missing.')
     except Exception as e:  # pylint: disable=broad-except
       # A file that breaks off (truncated archive, I/O error) costs the rest
       # of the range, never the job: say so, with the file.
