@@ -26,7 +26,10 @@ setuptools.setup(
     python_requires='>=3.10',
     install_requires=REQUIRED,
     extras_require={
-        'test': ['tf-keras>=2.20,<2.22', 'pytest>=8'],
+        # ReadFromCsv and beam.dataframe (pandas): the ETL example and tests.
+        'etl': ['apache-beam[dataframe]>=2.77.0,<3'],
+        'test': ['tf-keras>=2.20,<2.22', 'pytest>=8', 'hypothesis>=6.100',
+                 'apache-beam[dataframe]>=2.77.0,<3'],
         # The benchmark's baseline is the classic tf-keras pipeline; its
         # plot needs matplotlib.
         'bench': ['tf-keras>=2.20,<2.22', 'matplotlib>=3.8'],

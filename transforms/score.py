@@ -1,14 +1,21 @@
-"""``ScoreDocuments``: the composite transform from ``(id, text)`` to scores.
+"""``ScoreDocuments``: the composite transform from documents to scores.
 
+Documents come as ``(id, text)`` pairs, dicts or schema'd ``beam.Row``s
+(`transforms.records`); each comes back as the same record with its scores.
 Steps, each with its own label::
 
-  SegmentText -> LookUpTokenIds -> TruncateTokenIds -> SortByLength
+  ExtractText -> SegmentText -> LookUpTokenIds -> TruncateTokenIds
+    -> SortByLength -> SplitMetadata
     -> RunInference(KeyedModelHandler(BundleModelHandler)) -> ToScoreRecord
 
+A dict or row record rides through every step in the place of the id (and in
+RunInference's key), so no join is needed to restore its fields.
+
 Every step runs with Beam's ``with_exception_handling``; a record that fails
-anywhere leaves through the ``errors`` output as
-``{"id", "stage", "reason"}``. A batch whose inference raises sends all its
-records there, and the rest of the corpus is still scored.
+anywhere leaves through the ``errors`` output as ``{"id", "stage",
+"reason"}``, plus ``record`` (the whole input record) for dicts and rows. A
+batch whose inference raises sends all its records there, and the rest of the
+corpus is still scored.
 """
 
 import logging
@@ -23,6 +30,9 @@ from model.bundle import load_bundle
 from transforms.batching import DEFAULT_BUFFER_TOKENS, SortByLength
 from transforms.handler import DEFAULT_BATCH_TOKENS, BundleModelHandler
 from transforms.metrics import NAMESPACE
+from transforms.records import (SCORES_AS, ExtractText, error_record,
+                                score_field_names, score_field_types,
+                                scored_record, scored_row_type)
 from transforms.tokenize import LookUpTokenIds, SegmentText, TruncateTokenIds
 
 _LOGGER = logging.getLogger(__name__)
@@ -36,15 +46,20 @@ def _reason(exc_info: Any) -> str:
 
 
 class _ToErrorRecord(beam.DoFn):
-  """Turns a dead-letter element into ``{"id", "stage", "reason"}`` records.
+  """Turns a dead-letter element into error records (`error_record`).
 
   Args:
     stage: the step that failed.
-    batched: the failed element is a batch of ``(id, ...)`` pairs.
+    batched: the failed element is a batch of ``(key, ...)`` pairs.
+    raw: the failed element is an input element as the user gave it.
+    id_field: the records' id field, or None.
   """
-  def __init__(self, stage: str, *, batched: bool = False):
+  def __init__(self, stage: str, *, batched: bool = False, raw: bool = False,
+               id_field: Optional[str] = None):
     self._stage = stage
     self._batched = batched
+    self._raw = raw
+    self._id_field = id_field
     self._errors = Metrics.counter(NAMESPACE, 'errors')
 
   def process(self, failure: tuple[Any, Any]):
@@ -56,10 +71,8 @@ class _ToErrorRecord(beam.DoFn):
                 f'{reason}')
     for item in elements:
       self._errors.inc()
-      doc_id = item[0] if isinstance(item, tuple) and item else item
-      if self._batched and isinstance(doc_id, tuple):
-        doc_id = doc_id[0]  # RunInference keys are (id, n_tokens, truncated).
-      yield {'id': doc_id, 'stage': self._stage, 'reason': reason[:2000]}
+      yield error_record(item, self._stage, reason[:2000], raw=self._raw,
+                         batched=self._batched, id_field=self._id_field)
 
 
 class ScoreDocumentsResult:
@@ -76,11 +89,32 @@ class ScoreDocumentsResult:
 
 
 class ScoreDocuments(beam.PTransform):
-  """Scores ``(id, text)`` pairs with a bundle.
+  """Scores documents with a bundle: pairs, dicts or schema'd Rows.
 
-  Outputs records ``{"id", "scores": [floats in the bundle's output order],
-  "n_tokens", "truncated"}``, and on ``errors`` the records that failed, as
-  ``{"id", "stage", "reason"}``. Every input ends in exactly one of the two.
+  Each input comes back as itself plus its scores:
+
+  * ``(id, text)`` pairs give ``{"id", "scores": [floats in the bundle's
+    output order], "n_tokens", "truncated"}``.
+  * dicts give a new dict: the record's fields, unchanged and in order,
+    then ``scores``, ``n_tokens`` and ``truncated``.
+  * schema'd rows (``beam.Row``, named tuples such as ``ReadFromCsv``
+    yields, dataclasses) give a ``beam.Row`` with the same fields. When the
+    input PCollection has a Beam schema, the output has one too: the input's
+    fields followed by the score fields, so ``beam.dataframe``,
+    ``WriteToParquet`` or ``WriteToBigQuery`` need no schema written by hand.
+
+  With ``scores_as='columns'`` the scores are one float field per output,
+  named as `output_names`, instead of one ``scores`` list.
+
+  ``n_tokens`` counts the document's ids before truncation; ``truncated``
+  says whether they were cut to the bundle's maxlen.
+
+  Records that fail go to ``errors``: ``{"id", "stage", "reason"}`` for
+  pairs; for dicts and rows also ``record``, the record's fields unchanged
+  (the original dict for dicts), so it can be repaired and scored again. A
+  dict or row without the text field (or the id field, when one is named)
+  fails at stage ``extract`` with a reason naming the field and the fields
+  the record has. Every input ends in exactly one of the two outputs.
 
   The bundle is loaded and validated (files, checksums, a probe through the
   model, the MeCab dictionary) when the transform is constructed, so a bad
@@ -89,9 +123,18 @@ class ScoreDocuments(beam.PTransform):
   Example::
 
     scores, errors = docs | ScoreDocuments('gs://bucket/bundle')
+    scored, errors = articles | ScoreDocuments(
+        'gs://bucket/bundle', text_field='body', id_field='url',
+        scores_as='columns')
 
   Args:
     bundle_path: the bundle directory on any Beam filesystem.
+    text_field: the field of dict and row records that holds the text.
+    id_field: the field of dict and row records that identifies them in
+      ``errors``; None (the default) when records have no id. A record
+      without a named id field is an error.
+    scores_as: ``'list'`` (one ``scores`` field) or ``'columns'`` (one float
+      field per bundle output, named after `output_names`).
     batch_tokens: token budget of one padded inference batch.
     sort_buffer_tokens: tokens held to group documents by length.
     inference_fn: optional ``fn(model, padded_ids) -> scores`` replacing the
@@ -99,10 +142,18 @@ class ScoreDocuments(beam.PTransform):
     validate: check the bundle now (on by default).
     tf_threads: TensorFlow threads per worker process (0: TF's default); see
       `BundleModelHandler`.
+    label: the transform's label.
+
+  Raises:
+    ValueError: ``scores_as`` is unknown, or an output name would collide
+      with ``id``, ``n_tokens`` or ``truncated`` as a column.
   """
   def __init__(self,
                bundle_path: str,
                *,
+               text_field: str = 'text',
+               id_field: Optional[str] = None,
+               scores_as: str = 'list',
                batch_tokens: int = DEFAULT_BATCH_TOKENS,
                sort_buffer_tokens: int = DEFAULT_BUFFER_TOKENS,
                inference_fn: Optional[Callable] = None,
@@ -110,6 +161,13 @@ class ScoreDocuments(beam.PTransform):
                tf_threads: int = 0,
                label: Optional[str] = None):
     super().__init__(label)
+    if scores_as not in SCORES_AS:
+      raise ValueError(
+          f'scores_as must be one of {list(SCORES_AS)}; received '
+          f'{scores_as!r}.')
+    if not isinstance(text_field, str) or not text_field:
+      raise ValueError(
+          f'text_field must be a field name; received {text_field!r}.')
     bundle = load_bundle(bundle_path, check_model=validate)
     if validate:
       bundle.check_environment()
@@ -118,6 +176,16 @@ class ScoreDocuments(beam.PTransform):
     self._maxlen = bundle.maxlen
     self._truncating = bundle.truncating
     self._output_names = bundle.output_names
+    if scores_as == 'columns':
+      reserved = sorted({'id', 'n_tokens', 'truncated'}
+                        & set(self._output_names))
+      if reserved:
+        raise ValueError(
+            f'the bundle has outputs named {reserved}, which cannot be '
+            f"score columns; use scores_as='list'.")
+    self._text_field = text_field
+    self._id_field = id_field
+    self._scores_as = scores_as
     self._batch_tokens = batch_tokens
     self._sort_buffer_tokens = sort_buffer_tokens
     self._handler = BundleModelHandler(
@@ -126,20 +194,42 @@ class ScoreDocuments(beam.PTransform):
 
   @property
   def output_names(self) -> list[str]:
+    """The bundle's output names, in the order of the scores."""
     return list(self._output_names)
 
+  @property
+  def score_fields(self) -> list[tuple[str, type]]:
+    """The fields added to each record, with their Python types.
+
+    ``[("scores", List[float]), ("n_tokens", int), ("truncated", bool)]``,
+    or with ``scores_as='columns'`` one ``(name, float)`` per output in
+    place of ``scores``. Writers can build their schemas from it.
+    """
+    return score_field_types(self._output_names, self._scores_as)
+
   def expand(self, docs):
+    # Rows with a schema: check the fields now, and give the output a schema.
+    row_type = scored_row_type(
+        docs.element_type, self._output_names, self._scores_as,
+        text_field=self._text_field, id_field=self._id_field)
     errors = []
 
-    def step(pcoll, label, dofn, stage):
+    def step(pcoll, label, dofn, stage, **error_args):
       good, bad = (
           pcoll
           | label >> beam.ParDo(dofn).with_exception_handling(
               main_tag='ok', dead_letter_tag='failed'))
-      errors.append(bad | f'{label}Errors' >> beam.ParDo(_ToErrorRecord(stage)))
+      errors.append(bad | f'{label}Errors' >> beam.ParDo(
+          _ToErrorRecord(stage, id_field=self._id_field, **error_args)))
       return good
 
-    segmented = step(docs, 'SegmentText', SegmentText(self._mecab_args),
+    extracted = step(
+        docs, 'ExtractText',
+        ExtractText(text_field=self._text_field, id_field=self._id_field,
+                    added_fields=score_field_names(self._output_names,
+                                                   self._scores_as)),
+        'extract', raw=True)
+    segmented = step(extracted, 'SegmentText', SegmentText(self._mecab_args),
                      'segment')
     tokenized = step(segmented, 'LookUpTokenIds',
                      LookUpTokenIds(self._bundle_path), 'lookup')
@@ -152,15 +242,21 @@ class ScoreDocuments(beam.PTransform):
             SortByLength(_keyed_document_length,
                          buffer_tokens=self._sort_buffer_tokens))
         | 'SplitMetadata' >> beam.Map(_split_metadata))
-    # RunInference sees (id, ids); the metadata rides along in the key.
+    # RunInference sees (key, ids); the metadata rides along in the key, and
+    # for dicts and rows the key holds the whole record.
     predictions, dlq = (
         ids
         | 'RunInference' >> RunInference(KeyedModelHandler(
             self._handler)).with_exception_handling())
     errors.append(dlq.failed_inferences
                   | 'RunInferenceErrors' >> beam.ParDo(
-                      _ToErrorRecord('inference', batched=True)))
-    scores = predictions | 'ToScoreRecord' >> beam.Map(_to_record)
+                      _ToErrorRecord('inference', batched=True,
+                                     id_field=self._id_field)))
+    to_record = beam.Map(_to_record, output_names=self.output_names,
+                         scores_as=self._scores_as)
+    if row_type is not None:
+      to_record = to_record.with_output_types(row_type)
+    scores = predictions | 'ToScoreRecord' >> to_record
     all_errors = errors | 'FlattenErrors' >> beam.Flatten()
     return ScoreDocumentsResult(scores, all_errors)
 
@@ -174,11 +270,8 @@ def _split_metadata(element: tuple[Any, Any]) -> tuple[tuple, np.ndarray]:
   return (doc_id, doc.n_tokens, doc.truncated), doc.ids
 
 
-def _to_record(element: tuple[tuple, Any]) -> dict:
-  (doc_id, n_tokens, truncated), prediction = element
-  return {
-      'id': doc_id,
-      'scores': [float(x) for x in prediction.inference],
-      'n_tokens': int(n_tokens),
-      'truncated': bool(truncated),
-  }
+def _to_record(element: tuple[tuple, Any], *, output_names: list[str],
+               scores_as: str) -> Any:
+  (key, n_tokens, truncated), prediction = element
+  return scored_record(key, prediction.inference, n_tokens, truncated,
+                       output_names=output_names, scores_as=scores_as)
