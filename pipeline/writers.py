@@ -49,7 +49,17 @@ def _parquet_row(record: dict) -> dict:
 
 
 def json_line(record: dict) -> str:
-  return json.dumps(record, ensure_ascii=False)
+  """One line of strict JSON (no NaN or Infinity), valid UTF-8 when encoded.
+
+  Strings that cannot be encoded as UTF-8 (unpaired surrogates) are written
+  with JSON escapes instead of failing the write.
+  """
+  line = json.dumps(record, ensure_ascii=False, allow_nan=False)
+  try:
+    line.encode('utf-8')
+  except UnicodeEncodeError:
+    line = json.dumps(record, ensure_ascii=True, allow_nan=False)
+  return line
 
 
 class WriteScores(beam.PTransform):

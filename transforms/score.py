@@ -75,6 +75,31 @@ class _ToErrorRecord(beam.DoFn):
                          batched=self._batched, id_field=self._id_field)
 
 
+class _CheckFiniteScores(beam.DoFn):
+  """Sends predictions holding NaN or infinity to the errors.
+
+  No output format can hold them faithfully (strict JSON has neither), and
+  a model that returns them for a document has failed on that document.
+  """
+  NON_FINITE = 'non_finite'
+
+  def __init__(self, id_field: Optional[str]):
+    self._id_field = id_field
+    self._errors = Metrics.counter(NAMESPACE, 'errors')
+
+  def process(self, element):
+    scores = np.asarray(element[1].inference, dtype=np.float64)
+    if np.isfinite(scores).all():
+      yield element
+      return
+    self._errors.inc()
+    bad = sorted({str(x) for x in scores[~np.isfinite(scores)]})
+    yield beam.pvalue.TaggedOutput(self.NON_FINITE, error_record(
+        element, 'inference', f'the model returned non-finite scores '
+        f'({", ".join(bad)}) for this document.', raw=False, batched=True,
+        id_field=self._id_field))
+
+
 class ScoreDocumentsResult:
   """The outputs of `ScoreDocuments`: ``scores`` and ``errors``.
 
@@ -252,11 +277,17 @@ class ScoreDocuments(beam.PTransform):
                   | 'RunInferenceErrors' >> beam.ParDo(
                       _ToErrorRecord('inference', batched=True,
                                      id_field=self._id_field)))
+    finite, non_finite = (
+        predictions
+        | 'CheckFiniteScores' >> beam.ParDo(
+            _CheckFiniteScores(self._id_field)).with_outputs(
+                _CheckFiniteScores.NON_FINITE, main='finite'))
+    errors.append(non_finite)
     to_record = beam.Map(_to_record, output_names=self.output_names,
                          scores_as=self._scores_as)
     if row_type is not None:
       to_record = to_record.with_output_types(row_type)
-    scores = predictions | 'ToScoreRecord' >> to_record
+    scores = finite | 'ToScoreRecord' >> to_record
     all_errors = errors | 'FlattenErrors' >> beam.Flatten()
     return ScoreDocumentsResult(scores, all_errors)
 

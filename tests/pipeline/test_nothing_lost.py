@@ -1,0 +1,168 @@
+"""Whatever the bytes, through the whole pipeline: every non-blank input record
+ends in exactly one scores or errors record, the job succeeds, and every
+output line is strict JSON."""
+
+import bz2
+import glob
+import gzip
+import json
+import lzma
+import os
+import zlib
+
+import numpy as np
+import pytest
+import zstandard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline import score
+
+EXAMPLES = int(os.environ.get('NOTHING_LOST_EXAMPLES', '6'))
+CODECS = {
+    '.gz': gzip.compress, '.bz2': bz2.compress, '.xz': lzma.compress,
+    '.lzma': lambda b: lzma.compress(b, format=lzma.FORMAT_ALONE),
+    '.zst': lambda b: zstandard.ZstdCompressor().compress(b),
+    '.deflate': zlib.compress,
+}
+
+
+def _strict(line: str):
+  def refuse(name):
+    raise ValueError(f'not strict JSON: {name}')
+  return json.loads(line, parse_constant=refuse)
+
+
+def read_outputs(outdir):
+  """Scores and errors as parsed records; every line must be strict JSON."""
+  out = {}
+  for kind in ('scores', 'errors'):
+    records = []
+    for path in glob.glob(os.path.join(outdir, f'*{kind}-*-of-*.jsonl')):
+      with open(path, 'rb') as f:
+        for raw in f:
+          records.append(_strict(raw.decode('utf-8')))
+    out[kind] = records
+  assert not glob.glob(os.path.join(outdir, 'beam-temp-*'))
+  return out['scores'], out['errors']
+
+
+def run(path, bundle, outdir, *flags):
+  score.run(['--input', str(path), '--model', bundle.path, '--output',
+             str(outdir)] + list(flags))
+  return read_outputs(str(outdir))
+
+
+def test_every_codec_in_one_job(tmp_path, corpus, trained_bundle):
+  docs = [{'id': d['id'], 'text': d['text']} for d in corpus[:len(CODECS) * 3]]
+  indir = tmp_path / 'in'
+  indir.mkdir()
+  want = {}
+  for i, (suffix, compress) in enumerate(sorted(CODECS.items())):
+    part = docs[3 * i:3 * i + 3]
+    raw = b'\xef\xbb\xbf' + b'\r\n'.join(
+        json.dumps(d, ensure_ascii=False).encode('utf-8') for d in part)
+    (indir / f'part{i}.jsonl{suffix}').write_bytes(compress(raw))
+    want.update({d['id']: suffix for d in part})
+  scores, errors = run(indir / '*', trained_bundle, tmp_path / 'out')
+  assert errors == []
+  assert sorted(r['id'] for r in scores) == sorted(want)
+
+
+def test_json_edge_cases_are_scored_or_explained(tmp_path, trained_bundle):
+  lines = [
+      '\ufeff{"id": "bom", "text": "先頭にBOMがある行"}',   # BOM: first record
+      '{"id": "\\ud800", "text": "孤立サロゲートのID"}',
+      '{"id": "lone-text", "text": "本文\\udfff"}',
+      '{"id": "pair", "text": "絵文字\\ud83d\\ude00"}',      # a valid pair
+      '{"id": {"a": 1}, "text": "オブジェクトID"}',
+      '{"id": [1], "text": "リストID"}',
+      '{"id": true, "text": "真偽値ID"}',
+      '{"id": NaN, "text": "NaN"}',
+      '{"id": 1e400, "text": "無限大"}',
+      '{"id": 12345678901234567890123, "text": "大きすぎる整数"}',
+      '{"id": 42, "text": "整数ID"}',
+      '{"id": "", "text": "空のID"}',
+      '{"text": "IDなし"}',
+      '',                                                 # blank: skipped
+      '{"id": "crlf", "text": "改行コード"}',
+  ]
+  path = tmp_path / 'edge.jsonl'
+  path.write_bytes('\r\n'.join(lines).encode('utf-8', 'surrogatepass'))
+  scores, errors = run(path, trained_bundle, tmp_path / 'out')
+  assert sorted(map(str, (r['id'] for r in scores))) == sorted(
+      ['bom', 'pair', '42', 'crlf'])
+  assert [r['id'] for r in scores if r['id'] == 42] == [42]  # int stays int
+  assert len(errors) == len([l for l in lines if l.strip()]) - 4
+  by_line = {e['id']: e['reason'] for e in errors}
+  assert 'unpaired surrogate' in by_line[f'{path}:2']
+  assert 'unpaired surrogate' in errors[[e['id'] for e in errors].index(
+      'lone-text')]['reason']
+  for line, kind in ((5, 'dict'), (6, 'list'), (7, 'bool'), (8, 'float'),
+                     (9, 'float'), (10, 'within 64 bits'), (12, 'empty'),
+                     (13, 'missing')):
+    assert kind in by_line[f'{path}:{line}'], line
+
+
+record_strategy = st.one_of(
+    st.fixed_dictionaries({
+        'id': st.one_of(st.text(max_size=8), st.integers(), st.floats(),
+                        st.booleans(), st.none(), st.lists(st.integers(),
+                                                           max_size=2)),
+        'text': st.one_of(st.text(max_size=40), st.integers(), st.none()),
+    }).map(lambda r: json.dumps(r).encode('ascii')),
+    st.binary(max_size=40).map(lambda b: b.replace(b'\n', b' ')),
+)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                 HealthCheck.too_slow])
+@given(lines=st.lists(record_strategy, min_size=1, max_size=30),
+       split=st.integers(16, 400))
+def test_any_lines_through_the_whole_pipeline(tmp_path_factory,
+                                              trained_bundle, lines, split):
+  tmp = tmp_path_factory.mktemp('fuzz')
+  path = tmp / 'fuzz.jsonl'
+  path.write_bytes(b'\n'.join(lines) + b'\n')
+  scores, errors = run(path, trained_bundle, tmp / 'out', '--split_bytes',
+                       str(split))
+  non_blank = [l for l in lines if l.decode('utf-8', 'replace').strip()]
+  assert len(scores) + len(errors) == len(non_blank)
+  sources = [e.get('source') for e in errors] + [None] * len(scores)
+  lines_seen = [s for s in sources if s]
+  assert len(lines_seen) == len(set(lines_seen))  # no record twice
+  for r in scores:
+    assert len(r['scores']) == len(trained_bundle.output_names)
+
+
+def test_non_finite_scores_become_errors(corpus, trained_bundle):
+  import apache_beam as beam
+  from apache_beam.testing.util import assert_that
+
+  from transforms import ScoreDocuments
+
+  def poisoned(model, padded):
+    out = model.predict(padded)
+    out[(padded > 0).sum(axis=1) % 2 == 1, 0] = np.nan  # odd lengths
+    return out
+
+  docs = [(d['id'], d['text']) for d in corpus[:20]]
+
+  def check(outcomes):
+    assert sorted(o[1] for o in outcomes) == sorted(i for i, _ in docs)
+    failed = [o for o in outcomes if o[0] == 'error']
+    assert failed and len(failed) < len(docs)
+    for _, _, stage, reason in failed:
+      assert stage == 'inference' and 'non-finite' in reason and 'nan' in reason
+
+  with beam.Pipeline() as p:
+    scores, errors = (p | beam.Create(docs)
+                      | ScoreDocuments(trained_bundle.path,
+                                       inference_fn=poisoned))
+    outcomes = (
+        (scores | 'Scored' >> beam.Map(lambda r: ('score', r['id'], '', '')),
+         errors | 'Failed' >> beam.Map(
+             lambda e: ('error', e['id'], e['stage'], e['reason'])))
+        | beam.Flatten())
+    assert_that(outcomes, check)
