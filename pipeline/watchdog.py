@@ -247,9 +247,18 @@ def run_and_wait(pipeline: beam.Pipeline, outdir: str, *,
     Exception: whatever else the run raised, after the same clean-up.
   """
   timeout = pipeline.options.view_as(WatchdogOptions).job_timeout_secs
-  before = _snapshot(outdir)
+  try:
+    before = _snapshot(outdir)
+  except Exception as e:  # pylint: disable=broad-except
+    # The run reports an unusable output path better than a listing does.
+    _LOGGER.debug('Cannot list %s: %s', outdir, e)
+    before = None  # Then nothing can be told apart as this run's.
   box: dict[str, Any] = {}
   done = threading.Event()
+
+  def clean_up():
+    if before is not None:
+      remove_partial_output(outdir, before)
 
   def run():
     try:
@@ -285,13 +294,13 @@ def run_and_wait(pipeline: beam.Pipeline, outdir: str, *,
         except Exception as e:  # pylint: disable=broad-except
           _LOGGER.warning('Could not cancel the job: %s', e)
       _stop_workers()
-      remove_partial_output(outdir, before)
+      clean_up()
       raise
     exits.stopping = True
     if 'error' not in box:
       return box['result']
     error = box['error']
-    remove_partial_output(outdir, before)
+    clean_up()
     if exits.exits:
       raise WorkerDied(_died_message(exits.exits[0][1], outdir)) from error
     if _CLOSED_CHANNEL in str(error):

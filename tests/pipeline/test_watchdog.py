@@ -39,7 +39,8 @@ def test_a_failed_run_removes_its_temp_folders_and_keeps_earlier_output(
   assert sorted(os.path.basename(p) for p in removed) == [
       'beam-temp-errors-new', 'beam-temp-scores-new']
   # What an earlier run left is not this run's to remove.
-  assert sorted(os.listdir(outdir)) == sorted(earlier + ['beam-temp-scores-old'])
+  assert sorted(os.listdir(outdir)) == sorted(
+      earlier + ['beam-temp-scores-old'])
 
 
 def test_a_failed_run_that_replaced_a_shard_removes_the_whole_set(tmp_path):
