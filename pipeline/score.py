@@ -25,7 +25,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from model.bundle import BundleError
-from pipeline import scaling
+from pipeline import scaling, watchdog
 from pipeline.readers import INPUT_FORMATS, ReadCorpus
 from pipeline.writers import OUTPUT_FORMATS, WriteErrors, WriteScores
 from transforms import ScoreDocuments
@@ -181,8 +181,7 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
   before = _existing_outputs(opts.output)
   pipeline = test_pipeline or beam.Pipeline(options=options)
   build(pipeline, opts, plan)
-  result = pipeline.run()
-  result.wait_until_finish()
+  result = watchdog.run_and_wait(pipeline, opts.output)
   _remove_stale_outputs(opts.output, before)
   return result
 
@@ -194,6 +193,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   except (BundleError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
+  except watchdog.RunAborted as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
   totals = summarize(result)
   opts = PipelineOptions(argv).view_as(ScoreOptions)
   print(f'Scored {totals["scored"]} documents ({totals["tokens"]} tokens, '

@@ -42,8 +42,11 @@ def _wait_for_port(port: int, process, timeout: float = 60.0) -> None:
 
 @pytest.fixture(scope='module')
 def portable_services(tmp_path_factory):
+  # The pool starts workers as `python`: make it this interpreter.
   env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep +
-             os.environ.get('PYTHONPATH', ''))
+             os.environ.get('PYTHONPATH', ''),
+             PATH=os.path.dirname(sys.executable) + os.pathsep +
+             os.environ.get('PATH', ''))
   job_port, pool_port = _free_port(), _free_port()
   logs = tmp_path_factory.mktemp('services')
   processes = [

@@ -1,0 +1,254 @@
+"""A worker process killed in the middle of a run never hangs the job.
+
+``python -m pipeline.score`` runs as a subprocess on the DirectRunner with two
+worker processes and on the portable runner with an external worker pool.
+The test kills one SDK worker process (found through ``/proc``) either while
+it scores or right after it started, before its first bundle. The run must
+then fail within a bounded time with one ``error:`` line, leaving no
+``scores-*``/``errors-*`` shard and no ``beam-temp-*`` folder behind, or
+complete with every record. A rerun into the same directory writes the
+complete output. Every subprocess has a hard timeout, so a hang fails the
+test instead of stalling CI.
+"""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.pipeline.test_runners import _free_port, _wait_for_port
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+HARD_TIMEOUT = 240  # seconds for one scoring subprocess, killed or not
+MULTI_PROCESS = ['--direct_running_mode', 'multi_processing',
+                 '--direct_num_workers', '2']
+# Command-line marks of the SDK worker processes that each runner starts.
+DIRECT_WORKER = b'apache_beam.runners.worker.sdk_worker_main'
+POOL_WORKER = b'SdkHarness('
+
+pytestmark = pytest.mark.skipif(not os.path.isdir('/proc'),
+                                reason='finds worker processes in /proc')
+
+
+def _env() -> dict:
+  # The worker pool starts workers as `python` from PATH: it must be ours.
+  return dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get(
+      'PYTHONPATH', ''), PATH=os.path.dirname(sys.executable) + os.pathsep +
+              os.environ.get('PATH', ''), TF_CPP_MIN_LOG_LEVEL='3')
+
+
+def _descendants(root: int) -> list[tuple[int, bytes]]:
+  """``(pid, command line)`` of every process below ``root``."""
+  table = {}
+  for name in os.listdir('/proc'):
+    if name.isdigit():
+      try:
+        with open(f'/proc/{name}/stat', 'rb') as f:
+          ppid = int(f.read().rsplit(b')', 1)[1].split()[1])
+        with open(f'/proc/{name}/cmdline', 'rb') as f:
+          table[int(name)] = (ppid, f.read().split(b'\0'))
+      except (OSError, IndexError, ValueError):
+        pass
+  found, todo = [], [root]
+  while todo:
+    parent = todo.pop()
+    for pid, (ppid, argv) in table.items():
+      if ppid == parent:
+        todo.append(pid)
+        found.append((pid, argv))
+  return found
+
+
+def _python_workers(root: int, mark: bytes) -> list[int]:
+  """SDK worker processes below ``root``: Python itself, not a shell."""
+  return [pid for pid, argv in _descendants(root)
+          if b'python' in os.path.basename(argv[0]) and
+          any(mark in arg for arg in argv)]
+
+
+def _scoring(outdir: str) -> bool:
+  """A worker has written scored records to a temporary shard."""
+  return bool(glob.glob(os.path.join(outdir, 'beam-temp-scores-*', '*')))
+
+
+def _write_input(tmp_path, corpus, copies: int) -> tuple[str, set, set]:
+  """``copies`` times the corpus under new ids, and one unreadable line."""
+  path = str(tmp_path / 'docs.jsonl')
+  ids = set()
+  with open(path, 'w', encoding='utf-8') as f:
+    for i in range(copies):
+      for doc in corpus:
+        ids.add(f'{doc["id"]}-{i}')
+        f.write(json.dumps({'id': f'{doc["id"]}-{i}', 'text': doc['text']},
+                           ensure_ascii=False) + '\n')
+    f.write('{"id": "broken", "text": \n')
+  return path, ids, {f'{path}:{len(ids) + 1}'}
+
+
+def _start(input_path, bundle, outdir, flags) -> subprocess.Popen:
+  return subprocess.Popen(
+      [sys.executable, '-m', 'pipeline.score', '--input', input_path,
+       '--model', bundle, '--output', outdir, '--batch_tokens', '300'] + flags,
+      cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True)
+
+
+def _alive(pid: int) -> bool:
+  try:
+    with open(f'/proc/{pid}/stat', 'rb') as f:
+      return f.read().rsplit(b')', 1)[1].split()[0] not in (b'Z', b'X')
+  except OSError:
+    return False
+
+
+def _kill_a_worker(proc, root: int, mark: bytes, when,
+                   limit: float = HARD_TIMEOUT) -> list[int]:
+  """SIGKILLs one new SDK worker below ``root`` once ``when()`` holds.
+
+  Returns the pids of the workers seen then, the killed one first.
+  """
+  old = set(_python_workers(root, mark))
+  deadline = time.monotonic() + limit
+  while time.monotonic() < deadline and proc.poll() is None:
+    workers = [pid for pid in _python_workers(root, mark) if pid not in old]
+    if workers and when():
+      os.kill(workers[0], signal.SIGKILL)
+      return workers
+    time.sleep(0.05)
+  proc.kill()
+  _, err = proc.communicate()
+  pytest.fail(f'no worker to kill (exit {proc.returncode}):\n{err[-3000:]}')
+
+
+def _finish(proc) -> tuple[int, str, str]:
+  try:
+    out, err = proc.communicate(timeout=HARD_TIMEOUT)
+  except subprocess.TimeoutExpired:
+    proc.kill()
+    out, err = proc.communicate()
+    pytest.fail(f'the run hung after a worker was killed:\n{err[-3000:]}')
+  return proc.returncode, out, err
+
+
+def _outputs(outdir: str) -> tuple[list, list]:
+  scores, errors = [], []
+  for kind, records in (('scores', scores), ('errors', errors)):
+    for path in glob.glob(os.path.join(outdir, f'{kind}-*-of-*')):
+      with open(path, encoding='utf-8') as f:
+        records += [json.loads(line) for line in f]
+  return scores, errors
+
+
+def _assert_complete(outdir, ids, bad):
+  scores, errors = _outputs(outdir)
+  score_ids = [r['id'] for r in scores]
+  error_ids = [str(r['id']) for r in errors]
+  assert sorted(score_ids) == sorted(ids)  # each exactly once
+  assert sorted(error_ids) == sorted(bad)
+  assert not glob.glob(os.path.join(outdir, 'beam-temp-*'))
+
+
+def _assert_failed_cleanly(rc, err, outdir):
+  last = err.strip().splitlines()[-1]
+  assert rc == 1, err[-3000:]
+  assert last.startswith('error: an SDK worker process died'), last
+  assert 'Rerun' in last
+  left = sorted(os.listdir(outdir)) if os.path.isdir(outdir) else []
+  assert not [n for n in left if n.startswith(('scores-', 'errors-',
+                                               'beam-temp-'))], left
+
+
+def _killed_while_scoring_then_rerun(tmp_path, corpus, bundle, flags,
+                                     root=None, mark=DIRECT_WORKER):
+  path, ids, bad = _write_input(tmp_path, corpus, copies=1)
+  outdir = str(tmp_path / 'out')
+  proc = _start(path, bundle, outdir, flags)
+  _kill_a_worker(proc, root or proc.pid, mark, lambda: _scoring(outdir))
+  rc, _, err = _finish(proc)
+  if rc == 0:  # The job may complete without the worker: then in full.
+    _assert_complete(outdir, ids, bad)
+  else:
+    _assert_failed_cleanly(rc, err, outdir)
+  rc, _, err = _finish(_start(path, bundle, outdir, flags))
+  assert rc == 0, err[-3000:]
+  _assert_complete(outdir, ids, bad)
+
+
+def test_direct_worker_killed_while_scoring(tmp_path, corpus, trained_bundle):
+  _killed_while_scoring_then_rerun(tmp_path, corpus, trained_bundle.path,
+                                   MULTI_PROCESS)
+
+
+def test_direct_worker_killed_before_its_first_bundle(tmp_path, corpus,
+                                                      trained_bundle):
+  """Beam alone waits forever here: the worker's data channel never opens."""
+  path, _, _ = _write_input(tmp_path, corpus[:20], copies=1)
+  outdir = str(tmp_path / 'out')
+  proc = _start(path, trained_bundle.path, outdir, MULTI_PROCESS)
+  workers = _kill_a_worker(proc, proc.pid, DIRECT_WORKER, lambda: True)
+  rc, _, err = _finish(proc)
+  _assert_failed_cleanly(rc, err, outdir)
+  assert 'exited with return code' in err.strip().splitlines()[-1]
+  assert not [pid for pid in workers if _alive(pid)]  # none left running
+
+
+@pytest.fixture(scope='module')
+def pool_services(tmp_path_factory):
+  """A local job service and a worker pool whose pid the test knows."""
+  job_port, pool_port = _free_port(), _free_port()
+  logs = tmp_path_factory.mktemp('death-services')
+  processes = [
+      subprocess.Popen(
+          [sys.executable, '-m',
+           'apache_beam.runners.portability.local_job_service_main',
+           '--port', str(job_port)], cwd=ROOT, env=_env(),
+          stdout=open(logs / 'job.log', 'wb'), stderr=subprocess.STDOUT),
+      subprocess.Popen(
+          [sys.executable, '-m', 'apache_beam.runners.worker.worker_pool_main',
+           '--service_port', str(pool_port)], cwd=ROOT, env=_env(),
+          stdout=open(logs / 'pool.log', 'wb'), stderr=subprocess.STDOUT),
+  ]
+  try:
+    _wait_for_port(job_port, processes[0])
+    _wait_for_port(pool_port, processes[1])
+    yield ['--runner', 'PortableRunner', '--job_endpoint',
+           f'localhost:{job_port}', '--environment_type', 'EXTERNAL',
+           '--environment_config', f'localhost:{pool_port}'], processes[1].pid
+  finally:
+    for p in processes:
+      p.terminate()
+    for p in processes:
+      try:
+        p.wait(timeout=20)
+      except subprocess.TimeoutExpired:
+        p.kill()
+
+
+def test_portable_worker_killed_while_scoring(tmp_path, corpus, trained_bundle,
+                                              pool_services):
+  flags, pool = pool_services
+  _killed_while_scoring_then_rerun(tmp_path, corpus, trained_bundle.path,
+                                   flags, root=pool, mark=POOL_WORKER)
+
+
+def test_portable_worker_killed_before_its_first_bundle(tmp_path, corpus,
+                                                        trained_bundle,
+                                                        pool_services):
+  """Beam's job service waits forever here; --job_timeout_secs bounds it."""
+  flags, pool = pool_services
+  path, _, _ = _write_input(tmp_path, corpus[:20], copies=1)
+  outdir = str(tmp_path / 'out')
+  proc = _start(path, trained_bundle.path, outdir,
+                flags + ['--job_timeout_secs', '45'])
+  _kill_a_worker(proc, pool, POOL_WORKER, lambda: True)
+  rc, _, err = _finish(proc)
+  last = err.strip().splitlines()[-1]
+  assert rc == 1, err[-3000:]
+  assert last.startswith('error: the job ran longer than --job_timeout_secs')
+  assert not glob.glob(os.path.join(outdir, '*'))
