@@ -10,9 +10,11 @@ Three settings decide whether a second core helps:
   starting them: each worker imports TensorFlow and loads the model, about
   3 s of one core. ``--direct_num_workers 1`` still forces one worker.
 * **TensorFlow's threads per process** (``--tf_threads``): by default each
-  worker gets its share of the cores, so two workers on two cores do not
-  both run two TensorFlow threads and fight for the cores. On Dataflow,
-  which runs one Python process per vCPU, the share is one thread.
+  local worker gets its share of the cores, so two workers on two cores do
+  not both run two TensorFlow threads and fight for the cores. On Dataflow,
+  which runs one Python process per vCPU, the share is one thread. On other
+  clusters the default is TensorFlow's own (every core it sees); set
+  ``--tf_threads`` to a TaskManager's cores divided by its SDK processes.
 * **Range size** (``--split_bytes``): the DirectRunner deals ranges to its
   workers round robin, once; several ranges per worker keep the deal even
   when documents differ in length.
@@ -129,15 +131,13 @@ def plan(options: PipelineOptions, argv: Sequence[str], *,
       workers = processes = 1
     share = max(1, cores // processes)
   else:
+    # Dataflow runs one SDK process per vCPU: each gets one core. Elsewhere
+    # the cores of the machines that run the workers are not known here (on
+    # a local Flink or Spark with LOOPBACK every SDK harness shares this
+    # process, so TensorFlow's default is right); --tf_threads says it.
     workers = 0
     runner = str(options.view_as(StandardOptions).runner or '')
-    parallelism = options.get_all_options().get('parallelism') or 0
-    if 'Dataflow' in runner:
-      share = 1
-    elif parallelism and parallelism > 0:
-      share = max(1, cores // parallelism)
-    else:
-      share = 0
+    share = 1 if 'Dataflow' in runner else 0
   threads = share if tf_threads < 0 else tf_threads
   if local and processes == 1 and tf_threads < 0:
     threads = 0  # One process: TensorFlow's own default is the whole machine.

@@ -166,3 +166,43 @@ def test_non_finite_scores_become_errors(corpus, trained_bundle):
              lambda e: ('error', e['id'], e['stage'], e['reason'])))
         | beam.Flatten())
     assert_that(outcomes, check)
+
+
+def _counters(result, prefix):
+  from apache_beam.metrics.metric import MetricsFilter
+
+  from transforms.metrics import NAMESPACE
+  found = {}
+  for c in result.metrics().query(MetricsFilter().with_namespace(
+      NAMESPACE))['counters']:
+    if c.key.metric.name.startswith(prefix):
+      value = c.committed if c.committed is not None else c.attempted
+      found[c.key.metric.name] = found.get(c.key.metric.name, 0) + value
+  return found
+
+
+def test_one_file_is_split_over_two_worker_processes(tmp_path, corpus,
+                                                     trained_bundle):
+  """One input file, two worker processes: both score, same records."""
+  path = tmp_path / 'one.jsonl'
+  docs = [{'id': f'{i}-{d["id"]}', 'text': d['text']}
+          for i in range(3) for d in corpus]
+  lines = [json.dumps(d, ensure_ascii=False) for d in docs]
+  lines.insert(100, '{"broken": ')
+  path.write_text('\n'.join(lines) + '\n', encoding='utf-8')
+  whole_scores, whole_errors = run(path, trained_bundle, tmp_path / 'whole',
+                                   '--direct_num_workers', '1')
+  outdir = tmp_path / 'split'
+  result = score.run(['--input', str(path), '--model', trained_bundle.path,
+                      '--output', str(outdir), '--split_bytes', '20000',
+                      '--direct_running_mode', 'multi_processing',
+                      '--direct_num_workers', '2'])
+  scores, errors = read_outputs(str(outdir))
+  key = lambda r: str(r['id'])
+  assert sorted(scores, key=key) == sorted(whole_scores, key=key)
+  assert errors == whole_errors and errors[0]['id'] == f'{path}:101'
+  assert _counters(result, 'input_ranges')['input_ranges'] > 4
+  workers = _counters(result, 'scored_by_worker:')
+  assert len(workers) == 2, workers  # both worker processes scored
+  assert sum(workers.values()) == len(docs)
+  assert min(workers.values()) > len(docs) // 4  # and shared the work

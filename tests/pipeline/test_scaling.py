@@ -1,0 +1,76 @@
+"""The scaling plan: when a local job uses the cores, and with what settings."""
+
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline import scaling
+
+MB = 1 << 20
+
+
+def plan(argv, size, cores=2, **kwargs):
+  return scaling.plan(PipelineOptions(argv), argv, size=size, cores=cores,
+                      **kwargs)
+
+
+def test_small_local_input_stays_in_process():
+  p = plan([], scaling.MIN_PARALLEL_BYTES - 1)
+  assert (p.workers, p.flags, p.tf_threads, p.rebalance) == (1, [], 0, False)
+
+
+@pytest.mark.parametrize('cores', [2, 4, 16])
+def test_large_local_input_uses_one_process_per_core(cores):
+  size = 512 * MB
+  p = plan([], size, cores=cores)
+  assert p.flags == ['--direct_running_mode', 'multi_processing',
+                     '--direct_num_workers', str(cores)]
+  assert p.workers == cores and p.tf_threads == 1 and not p.rebalance
+  assert scaling.MIN_SPLIT_BYTES <= p.split_bytes <= 64 * MB
+  assert size // p.split_bytes >= cores * 2  # several ranges per worker
+
+
+def test_one_core_never_spawns_workers():
+  assert plan([], 512 * MB, cores=1).flags == []
+
+
+@pytest.mark.parametrize('argv,workers,threads', [
+    (['--direct_num_workers', '1'], 1, 0),
+    (['--direct_num_workers=1'], 1, 0),
+    (['--direct_running_mode', 'multi_processing', '--direct_num_workers',
+      '2'], 2, 2),
+    (['--direct_running_mode', 'multi_processing', '--direct_num_workers',
+      '8'], 8, 1),
+    (['--direct_running_mode', 'multi_threading', '--direct_num_workers',
+      '2'], 2, 0),
+])
+def test_explicit_direct_flags_are_obeyed(argv, workers, threads):
+  p = plan(argv, 512 * MB, cores=4)
+  assert p.flags == [] and p.workers == workers and p.tf_threads == threads
+
+
+def test_dataflow_gets_one_thread_per_sdk_process_and_a_rebalance():
+  p = plan(['--runner', 'DataflowRunner'], 512 * MB, cores=8)
+  assert (p.flags, p.tf_threads, p.rebalance) == ([], 1, True)
+  assert p.split_bytes == 64 * MB
+
+
+def test_other_clusters_keep_tensorflow_default_unless_told():
+  p = plan(['--runner', 'FlinkRunner', '--parallelism', '2'], 512 * MB)
+  assert (p.tf_threads, p.rebalance) == (0, True)
+  assert plan(['--runner', 'FlinkRunner'], 1, tf_threads=3).tf_threads == 3
+
+
+def test_explicit_settings_win():
+  p = plan([], 512 * MB, tf_threads=0, split_bytes=123, rebalance='always')
+  assert (p.tf_threads, p.split_bytes, p.rebalance) == (0, 123, True)
+  assert not plan(['--runner', 'DataflowRunner'], 1,
+                  rebalance='never').rebalance
+  with pytest.raises(ValueError, match='--rebalance'):
+    plan([], 1, rebalance='sometimes')
+
+
+def test_input_bytes_sums_the_matched_files(tmp_path):
+  for name, size in (('a.jsonl', 10), ('b.jsonl', 32)):
+    (tmp_path / name).write_bytes(b'x' * size)
+  assert scaling.input_bytes(str(tmp_path / '*.jsonl')) == 42
+  assert scaling.input_bytes(str(tmp_path / 'none-*.jsonl')) == 0
