@@ -179,7 +179,8 @@ def run_score(variant: str, pattern: str, bundle: str, out: str,
     extra_flags: flags added after the variant's own.
 
   Raises:
-    RuntimeError: a document is missing from the scores or has an error.
+    RuntimeError: a document is missing from the scores, scored twice, or
+      has an error.
   """
   outdir = out + '.d'
   shutil.rmtree(outdir, ignore_errors=True)
@@ -187,21 +188,7 @@ def run_score(variant: str, pattern: str, bundle: str, out: str,
              '--model', bundle, '--output', outdir,
              *SCORE_FLAGS[variant], *extra_flags]
   result = measure(command)
-  records = {}
-  for shard in sorted(glob.glob(os.path.join(outdir, 'scores-*'))):
-    with open(shard, encoding='utf-8') as f:
-      for line in f:
-        record = json.loads(line)
-        records[record['id']] = record
-  errors = []
-  for shard in sorted(glob.glob(os.path.join(outdir, 'errors-*'))):
-    with open(shard, encoding='utf-8') as f:
-      errors += [line for line in f if line.strip()]
-  if errors or (ids is not None and len(records) != len(ids)):
-    raise RuntimeError(
-        f'{shlex.join(command)} scored {len(records)} of '
-        f'{len(ids) if ids is not None else "?"} documents with '
-        f'{len(errors)} errors; first error: {errors[:1]}')
+  records = read_scores(outdir, ids, shlex.join(command))
   if ids is not None:
     save_scores(out, ids, np.asarray([records[i]['scores'] for i in ids],
                                      np.float32))
@@ -210,6 +197,38 @@ def run_score(variant: str, pattern: str, bundle: str, out: str,
       real_tokens=sum(min(r['n_tokens'], MAXLEN)
                       for r in records.values()))
   return result
+
+
+def read_scores(outdir: str, ids: Optional[list[str]],
+                what: str) -> dict[str, dict]:
+  """The score records ``pipeline.score`` wrote in ``outdir``, by id.
+
+  Args:
+    outdir: the scorer's output directory.
+    ids: every document's id (None: not checked against a corpus).
+    what: the command, for the error message.
+
+  Raises:
+    RuntimeError: a document is missing, scored twice, or has an error.
+  """
+  records, scored = {}, 0
+  for shard in sorted(glob.glob(os.path.join(outdir, 'scores-*'))):
+    with open(shard, encoding='utf-8') as f:
+      for line in f:
+        record = json.loads(line)
+        records[record['id']] = record
+        scored += 1
+  errors = []
+  for shard in sorted(glob.glob(os.path.join(outdir, 'errors-*'))):
+    with open(shard, encoding='utf-8') as f:
+      errors += [line for line in f if line.strip()]
+  if errors or scored != len(records) or (
+      ids is not None and set(records) != set(ids)):
+    raise RuntimeError(
+        f'{what} wrote {scored} scores for {len(records)} '
+        f'distinct documents of {len(ids) if ids is not None else "?"}, and '
+        f'{len(errors)} errors; first error: {errors[:1]}')
+  return records
 
 
 def run_inhouse(variant: str, corpus: str, paths: dict[str, str],
@@ -345,7 +364,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       if variant in SCORE_FLAGS:
         r = _median_run(args.repeat, lambda: run_score(
             variant, inputs[(startup_docs, files)], paths['bundle'], out,
-            None, flags))
+            read_texts(inputs[(startup_docs, 1)])[0], flags))
       else:
         r = _median_run(args.repeat, lambda: run_inhouse(
             variant, inputs[(startup_docs, 1)], paths, out))

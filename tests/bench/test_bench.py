@@ -114,6 +114,37 @@ def test_measure_reports_a_failed_command_with_its_stderr():
                  'import sys; sys.stderr.write("went wrong"); sys.exit(3)'])
 
 
+def _write_outputs(outdir, shards, errors=()):
+  outdir.mkdir()
+  for k, ids in enumerate(shards):
+    with open(outdir / f'scores-{k:05d}-of-{len(shards):05d}.jsonl', 'w',
+              encoding='utf-8') as f:
+      for i in ids:
+        f.write(json.dumps({'id': i, 'scores': [0.5], 'n_tokens': 3,
+                            'truncated': False}) + '\n')
+  with open(outdir / 'errors-00000-of-00001.jsonl', 'w', encoding='utf-8') as f:
+    f.writelines(json.dumps({'id': i, 'stage': 'read', 'reason': 'x'}) + '\n'
+                 for i in errors)
+
+
+def test_read_scores_gathers_every_shard(tmp_path):
+  _write_outputs(tmp_path / 'out', [['c', 'a'], [], ['b']])
+  records = run.read_scores(str(tmp_path / 'out'), ['a', 'b', 'c'], 'cmd')
+  assert sorted(records) == ['a', 'b', 'c'] and records['a']['n_tokens'] == 3
+
+
+@pytest.mark.parametrize('shards, errors', [
+    ([['a', 'b']], ()), ([['a', 'b'], ['c', 'a']], ()), ([['a', 'b']], ('c',)),
+    ([['a', 'b', 'c', 'd']], ())],
+                         ids=['missing', 'scored twice', 'an error',
+                              'not in the corpus'])
+def test_read_scores_refuses_lost_or_doubled_documents(tmp_path, shards,
+                                                       errors):
+  _write_outputs(tmp_path / 'out', shards, errors)
+  with pytest.raises(RuntimeError, match='^cmd wrote .* of 3'):
+    run.read_scores(str(tmp_path / 'out'), ['a', 'b', 'c'], 'cmd')
+
+
 @pytest.mark.parametrize('argv', [
     ['--variants', 'classic,nope'], ['--docs', '0'], ['--repeat', '0'],
     ['--docs', '4', '--files', '1,8']])
