@@ -1,0 +1,430 @@
+"""Benchmark: this project's scorer against the classic Keras scoring.
+
+Usage, from the repository root::
+
+  python -m bench.run [--docs 2000,8000] [--files 1,8] \\
+      [--variants classic,ours_1w,ours_2w,ours_default,...] \\
+      [--startup_docs 8] [--repeat 1] [--results bench/results]
+
+On reproducible corpora of ``--docs`` documents each (`bench.corpus`), it
+runs every variant as its own process, one after the other, and times the
+whole process:
+
+* ``classic``: the classic script (MeCab, Keras ``Tokenizer``,
+  ``pad_sequences(maxlen=8000)``, ``model.predict``; `bench.variants`);
+* ``beam_stock``: stock Beam ``RunInference`` on rows padded to 8000
+  (smallest corpus only: it holds gigabytes of padded rows);
+* ``ours_1w``, ``ours_2w``, ``ours_default``: ``python -m pipeline.score``
+  as users run it, with ``--direct_num_workers 1``, with
+  ``--direct_running_mode multi_processing --direct_num_workers 2``, and
+  with no runner flag (`pipeline.scaling` decides); each from one file and
+  from the same documents dealt into each ``--files`` count of files;
+* ``floor_mecab`` and ``floor_model``: MeCab alone and the SavedModel alone
+  (their own timers: the least any pipeline could spend).
+
+Start-up is each command's wall time on a tiny corpus (``--startup_docs``,
+dealt into the same number of files; ``ours_default`` with the runner flags
+it picks for the large input); steady-state documents/s is documents /
+(wall - start-up). Peak RSS is sampled every 50 ms from ``/proc``: the sum
+over the process and its children, and each process's own peak. Scores are
+compared with the classic script's. Results go to ``results.md``,
+``results.json`` and ``throughput.png`` under ``--results``.
+"""
+
+import argparse
+import glob
+import json
+import logging
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from bench import report
+from bench.corpus import MAXLEN, make_corpus, split_corpus
+from bench.variants import make_classic_model, read_texts, save_scores
+
+_LOGGER = logging.getLogger(__name__)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VARIANTS = ('classic', 'beam_stock', 'ours_1w', 'ours_2w', 'ours_default',
+            'floor_mecab', 'floor_model')
+#: Runner flags of the scorer's variants.
+SCORE_FLAGS = {
+    'ours_1w': ['--direct_num_workers', '1'],
+    'ours_2w': ['--direct_running_mode', 'multi_processing',
+                '--direct_num_workers', '2'],
+    'ours_default': [],
+}
+#: Variants timed by their own clock rather than as whole processes.
+FLOORS = ('floor_mecab', 'floor_model')
+#: The module Beam's DirectRunner runs its worker processes with, in
+#: ``multi_processing`` mode (``python -m ...``, under ``sh -c``).
+SDK_WORKER_MODULE = 'apache_beam.runners.worker.sdk_worker_main'
+
+
+# --- measuring one process ---------------------------------------------------
+
+def process_rss(pid: int) -> dict[int, int]:
+  """Bytes of RSS of ``pid`` and of each of its descendants, from ``/proc``."""
+  page = os.sysconf('SC_PAGE_SIZE')
+  found, stack = {}, [pid]
+  while stack:
+    p = stack.pop()
+    try:
+      with open(f'/proc/{p}/statm', encoding='ascii') as f:
+        found[p] = int(f.read().split()[1]) * page
+      for task in os.listdir(f'/proc/{p}/task'):
+        with open(f'/proc/{p}/task/{task}/children', encoding='ascii') as f:
+          stack += [int(c) for c in f.read().split()]
+    except (OSError, ValueError):
+      continue  # The process ended between two reads.
+  return found
+
+
+def _cmdline(pid: int) -> list[str]:
+  try:
+    with open(f'/proc/{pid}/cmdline', 'rb') as f:
+      return f.read().decode('utf-8', 'replace').split('\0')
+  except OSError:
+    return []
+
+
+class _RssSampler(threading.Thread):
+  """Samples a process tree's RSS until stopped: the peak sum, each pid's
+  peak, and each pid's command line."""
+  def __init__(self, pid: int, every_s: float = 0.05):
+    super().__init__(daemon=True)
+    self.pid = pid
+    self.every_s = every_s
+    self.peak_total = 0
+    self.peaks: dict[int, int] = {}
+    self.commands: dict[int, list[str]] = {}
+    self._done = threading.Event()
+
+  def run(self):
+    while not self._done.is_set():
+      sizes = process_rss(self.pid)
+      self.peak_total = max(self.peak_total, sum(sizes.values()))
+      for p, size in sizes.items():
+        if SDK_WORKER_MODULE not in self.commands.get(p, []):
+          self.commands[p] = _cmdline(p)  # Again: it may not have exec'd yet.
+        self.peaks[p] = max(self.peaks.get(p, 0), size)
+      self._done.wait(self.every_s)
+
+  def stop(self):
+    self._done.set()
+    self.join()
+
+
+def measure(command: list[str]) -> dict[str, Any]:
+  """Runs ``command`` from the repository root; its wall time and memory.
+
+  Returns:
+    ``wall_s``, ``peak_rss_mb`` (the tree's largest sum),
+    ``peak_main_rss_mb``, ``processes`` (all seen, helpers included),
+    ``workers`` (Beam SDK worker processes seen, or 1: the process itself),
+    ``peak_worker_rss_mb`` (the largest SDK worker's peak; the process's own
+    without workers), ``stdout``, ``stderr``.
+
+  Raises:
+    RuntimeError: the command failed; the message ends with its stderr.
+  """
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3',
+             PYTHONPATH=os.pathsep.join(
+                 p for p in (ROOT, os.environ.get('PYTHONPATH')) if p))
+  start = time.perf_counter()
+  proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE)
+  sampler = _RssSampler(proc.pid)
+  sampler.start()
+  stdout, stderr = proc.communicate()
+  wall = time.perf_counter() - start
+  sampler.stop()
+  out, err = (s.decode('utf-8', 'replace') for s in (stdout, stderr))
+  if proc.returncode != 0:
+    raise RuntimeError(f'{shlex.join(command)} failed with exit status '
+                       f'{proc.returncode}:\n{err[-3000:]}')
+  main = sampler.peaks.get(proc.pid, 0)
+  workers = [v for p, v in sampler.peaks.items()
+             if SDK_WORKER_MODULE in sampler.commands.get(p, [])]
+  return {'wall_s': wall, 'peak_rss_mb': sampler.peak_total / 2**20,
+          'peak_main_rss_mb': main / 2**20,
+          'peak_worker_rss_mb': max(workers or [main]) / 2**20,
+          'workers': len(workers) or 1, 'processes': len(sampler.peaks),
+          'stdout': out, 'stderr': err}
+
+
+# --- the variants --------------------------------------------------------------
+
+def run_score(variant: str, pattern: str, bundle: str, out: str,
+              ids: Optional[list[str]], extra_flags: Sequence[str] = ()
+              ) -> dict[str, Any]:
+  """Runs ``python -m pipeline.score`` as a user would; checks its outputs.
+
+  Args:
+    variant: one of `SCORE_FLAGS`.
+    pattern: the input file pattern.
+    bundle: the bundle directory.
+    out: prefix of this run's files (``out.d/`` gets the scores).
+    ids: the corpus's ids in order, to save the scores in that order (None:
+      only check that every document was scored).
+    extra_flags: flags added after the variant's own.
+
+  Raises:
+    RuntimeError: a document is missing from the scores, scored twice, or
+      has an error.
+  """
+  outdir = out + '.d'
+  shutil.rmtree(outdir, ignore_errors=True)
+  command = [sys.executable, '-m', 'pipeline.score', '--input', pattern,
+             '--model', bundle, '--output', outdir,
+             *SCORE_FLAGS[variant], *extra_flags]
+  result = measure(command)
+  records = read_scores(outdir, ids, shlex.join(command))
+  if ids is not None:
+    save_scores(out, ids, np.asarray([records[i]['scores'] for i in ids],
+                                     np.float32))
+  result.update(
+      seconds=result['wall_s'], inner_s=None, padded_tokens=None,
+      real_tokens=sum(min(r['n_tokens'], MAXLEN)
+                      for r in records.values()))
+  return result
+
+
+def read_scores(outdir: str, ids: Optional[list[str]],
+                what: str) -> dict[str, dict]:
+  """The score records ``pipeline.score`` wrote in ``outdir``, by id.
+
+  Args:
+    outdir: the scorer's output directory.
+    ids: every document's id (None: not checked against a corpus).
+    what: the command, for the error message.
+
+  Raises:
+    RuntimeError: a document is missing, scored twice, or has an error.
+  """
+  records, scored = {}, 0
+  for shard in sorted(glob.glob(os.path.join(outdir, 'scores-*'))):
+    with open(shard, encoding='utf-8') as f:
+      for line in f:
+        record = json.loads(line)
+        records[record['id']] = record
+        scored += 1
+  errors = []
+  for shard in sorted(glob.glob(os.path.join(outdir, 'errors-*'))):
+    with open(shard, encoding='utf-8') as f:
+      errors += [line for line in f if line.strip()]
+  if errors or scored != len(records) or (
+      ids is not None and set(records) != set(ids)):
+    raise RuntimeError(
+        f'{what} wrote {scored} scores for {len(records)} '
+        f'distinct documents of {len(ids) if ids is not None else "?"}, and '
+        f'{len(errors)} errors; first error: {errors[:1]}')
+  return records
+
+
+def run_inhouse(variant: str, corpus: str, paths: dict[str, str],
+                out: str) -> dict[str, Any]:
+  """Runs one of `bench.variants` in its own process."""
+  result = measure([sys.executable, '-m', 'bench.variants', variant,
+                    '--corpus', corpus, '--paths', json.dumps(paths),
+                    '--out', out])
+  with open(out + '.json', encoding='utf-8') as f:
+    own = json.load(f)
+  result.update(inner_s=own['seconds'], real_tokens=own['real_tokens'],
+                padded_tokens=own['padded_tokens'] if own['padded_tokens']
+                else None,
+                seconds=own['seconds'] if variant in FLOORS else result['wall_s'])
+  return result
+
+
+def default_flags(pattern: str) -> list[str]:
+  """The runner flags `pipeline.scaling` adds for this input, with none given."""
+  from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
+
+  from pipeline import scaling  # pylint: disable=import-outside-toplevel
+  return scaling.plan(PipelineOptions([]), [], pattern=pattern).flags
+
+
+def _median_run(repeat: int, run) -> dict[str, Any]:
+  """Runs ``run()`` ``repeat`` times; the run with the median time."""
+  runs = sorted((run() for _ in range(repeat)), key=lambda r: r['seconds'])
+  chosen = runs[(len(runs) - 1) // 2]
+  if repeat > 1:
+    chosen['all_seconds'] = [r['seconds'] for r in runs]
+  return chosen
+
+
+def _max_diff(out: str, reference: str) -> Optional[float]:
+  if not os.path.exists(out + '.npy') or not os.path.exists(reference + '.npy'):
+    return None
+  return float(np.max(np.abs(np.load(out + '.npy') - np.load(reference + '.npy'))))
+
+
+def _machine() -> str:
+  model = ''
+  try:
+    with open('/proc/cpuinfo', encoding='utf-8') as f:
+      model = next((line.split(':', 1)[1].strip() for line in f
+                    if line.startswith('model name')), '')
+  except OSError:
+    pass
+  try:
+    usable = len(os.sched_getaffinity(0))
+  except AttributeError:
+    usable = os.cpu_count()
+  return (f'{usable} usable CPU cores of {os.cpu_count()}'
+          f'{f" ({model})" if model else ""}, Python '
+          f'{platform.python_version()}')
+
+
+def _csv(text: str, kind=int) -> list:
+  return [kind(x) for x in text.split(',') if x.strip()]
+
+
+# --- the run ---------------------------------------------------------------------
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """Runs the benchmark; see the module's docstring."""
+  argv = list(sys.argv[1:] if argv is None else argv)
+  parser = argparse.ArgumentParser(prog='python -m bench.run')
+  parser.add_argument('--docs', default='2000,8000',
+                      help='documents of each corpus, comma-separated')
+  parser.add_argument('--files', default='1,8',
+                      help="files the scorer's variants read each corpus "
+                      'from, comma-separated (1: the corpus file itself)')
+  parser.add_argument('--variants', default=','.join(VARIANTS),
+                      help=f'comma-separated, of {",".join(VARIANTS)}')
+  parser.add_argument('--startup_docs', type=int, default=8,
+                      help='documents of the start-up corpus (0: no start-up '
+                      'runs, no steady state)')
+  parser.add_argument('--repeat', type=int, default=1,
+                      help='runs of each measurement; the median is kept')
+  parser.add_argument('--workdir', default='bench/work')
+  parser.add_argument('--results', default='bench/results')
+  parser.add_argument('--seed', type=int, default=0)
+  args = parser.parse_args(argv)
+  sizes = sorted(set(_csv(args.docs)))
+  file_counts = sorted(set(_csv(args.files)) | {1})
+  variants = _csv(args.variants, str)
+  unknown = [v for v in variants if v not in VARIANTS]
+  if unknown or not sizes or min(sizes) < 1 or args.repeat < 1:
+    parser.error(f'--variants must come from {",".join(VARIANTS)} (unknown: '
+                 f'{unknown}); --docs and --repeat must be positive.')
+  if max(file_counts) > min(sizes):
+    parser.error(f'--files {max(file_counts)} needs corpora of at least as '
+                 f'many documents (--docs {min(sizes)}).')
+  variants = [v for v in VARIANTS if v in variants]  # Classic first.
+
+  logging.basicConfig(level=logging.INFO, format='%(message)s')
+  for noisy in ('gensim', 'absl', 'tensorflow', 'model', 'apache_beam',
+                'pipeline'):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
+  workdir, results = os.path.abspath(args.workdir), os.path.abspath(args.results)
+  os.makedirs(workdir, exist_ok=True)
+  os.makedirs(results, exist_ok=True)
+
+  # Corpora: each size, and the same documents dealt into files.
+  corpora, inputs = {}, {}
+  startup_docs = max(args.startup_docs, max(file_counts)) if (
+      args.startup_docs > 0) else 0
+  for docs in sorted(set(sizes) | ({startup_docs} if startup_docs else set())):
+    path = os.path.join(workdir, f'corpus_{docs}.jsonl')
+    name = str(docs) if docs in sizes else f'{docs} (start-up)'
+    corpora[name] = make_corpus(path, docs, args.seed + docs)
+    _LOGGER.info('corpus %s: %s', name, corpora[name])
+    inputs[(docs, 1)] = path
+    for n in file_counts:
+      if n > 1:
+        inputs[(docs, n)] = split_corpus(
+            path, n, os.path.join(workdir, f'corpus_{docs}_{n}files'))
+  paths = make_classic_model(inputs[(sizes[0], 1)], workdir, args.seed)
+  _LOGGER.info('model: %s', paths)
+
+  startups: dict[tuple[str, int, str], float] = {}
+
+  def startup(variant: str, files: int, flags: list[str]) -> Optional[float]:
+    """The wall time of ``variant``'s command on the start-up corpus."""
+    if not startup_docs or variant in FLOORS:
+      return None
+    # Keyed by the command: the default's start-up with the runner flags the
+    # plan picks is the start-up of the variant given those flags.
+    key = (('pipeline.score', files, shlex.join(SCORE_FLAGS[variant] + flags))
+           if variant in SCORE_FLAGS else (f'bench.variants {variant}', 1, ''))
+    if key not in startups:
+      out = os.path.join(workdir, f'startup_{variant}_{files}f')
+      if variant in SCORE_FLAGS:
+        r = _median_run(args.repeat, lambda: run_score(
+            variant, inputs[(startup_docs, files)], paths['bundle'], out,
+            read_texts(inputs[(startup_docs, 1)])[0], flags))
+      else:
+        r = _median_run(args.repeat, lambda: run_inhouse(
+            variant, inputs[(startup_docs, 1)], paths, out))
+      startups[key] = r['seconds']
+      _LOGGER.info('  start-up of %s from %d file(s) %s: %.2f s', key[0],
+                   files, key[2], r['seconds'])
+    return startups[key]
+
+  rows = []
+  for docs in sizes:
+    ids, _ = read_texts(inputs[(docs, 1)])
+    for variant in variants:
+      if variant == 'beam_stock' and docs != sizes[0]:
+        continue  # Stock RunInference holds rows padded to 8000: GBs.
+      for files in file_counts if variant in SCORE_FLAGS else [1]:
+        out = os.path.join(workdir, f'{variant}_{docs}_{files}f')
+        if variant in SCORE_FLAGS:
+          pattern = inputs[(docs, files)]
+          flags = (default_flags(pattern) if variant == 'ours_default'
+                   else [])
+          r = _median_run(args.repeat, lambda: run_score(
+              variant, pattern, paths['bundle'], out, ids))
+          r['startup_s'] = startup(variant, files, flags)
+        else:
+          r = _median_run(args.repeat, lambda: run_inhouse(
+              variant, inputs[(docs, 1)], paths, out))
+          r['startup_s'] = startup(variant, 1, [])
+        for key in ('stdout', 'stderr'):
+          r.pop(key)
+        r.update(variant=variant, docs=docs, files=files,
+                 max_diff=(0.0 if variant == 'classic' else _max_diff(
+                     out, os.path.join(workdir, f'classic_{docs}_1f'))))
+        rows.append(report.derive([r])[0])
+        _LOGGER.info(
+            '%s, %d documents, %d file(s), %s worker(s): %.1f s (start-up '
+            '%s s): %.1f docs/s, steady %s docs/s; peak RSS %.0f MB; max '
+            'abs diff %s', variant, docs, files, r['workers'], r['seconds'],
+            _fmt(r['startup_s']), r['docs_per_s'],
+            _fmt(r['steady_docs_per_s']), r['peak_rss_mb'],
+            _fmt(r['max_diff'], '.1e'))
+  report.derive(rows)  # Now with the ratios against the classic script.
+  command = 'python -m bench.run ' + shlex.join(argv)
+  machine = _machine()
+  with open(os.path.join(results, 'results.json'), 'w', encoding='utf-8') as f:
+    json.dump({'command': command.strip(), 'machine': machine,
+               'corpora': corpora,
+               'startups': [{'command': k[0], 'files': k[1], 'flags': k[2],
+                             'seconds': v} for k, v in startups.items()],
+               'rows': rows}, f, indent=2)
+  print(report.write_report(rows, corpora, results, machine, command.strip()))
+  try:
+    print(f'Plot: {report.plot(rows, results)}')
+  except ImportError as e:
+    _LOGGER.warning('No plot (pip install -e ".[bench]"): %s', e)
+  return 0
+
+
+def _fmt(value: Optional[float], fmt: str = '.1f') -> str:
+  return 'n/a' if value is None else f'{value:{fmt}}'
+
+
+if __name__ == '__main__':
+  sys.exit(main())

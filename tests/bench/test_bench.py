@@ -1,0 +1,227 @@
+"""The benchmark's corpus, file splitting, measuring and report.
+
+The timings themselves are not tested: only what the benchmark derives from
+them and how it writes them.
+"""
+
+import glob
+import json
+import os
+import shlex
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench import corpus, report, run
+
+
+def test_corpus_has_the_measured_long_tail(tmp_path):
+  path = str(tmp_path / 'corpus.jsonl')
+  stats = corpus.make_corpus(path, 600, seed=0)
+  assert stats['docs'] == 600
+  assert stats['bytes'] == os.path.getsize(path)
+  assert 0.75 * corpus.MEDIAN_TOKENS < stats['median'] < 1.25 * corpus.MEDIAN_TOKENS
+  assert 0.7 * corpus.P90_TOKENS < stats['p90'] < 1.3 * corpus.P90_TOKENS
+  assert 0.01 < stats['over_maxlen'] < 0.08
+  # Reproducible: the same seed writes the same file; another seed does not.
+  again, other = str(tmp_path / 'again.jsonl'), str(tmp_path / 'other.jsonl')
+  corpus.make_corpus(again, 600, seed=0)
+  corpus.make_corpus(other, 600, seed=1)
+  with open(path, 'rb') as a, open(again, 'rb') as b, open(other, 'rb') as c:
+    first = a.read()
+    assert first == b.read()
+    assert first != c.read()
+
+
+def test_sentences_come_from_the_example_corpus():
+  from examples.make_corpus import TOPICS  # pylint: disable=import-outside-toplevel
+  pool = corpus.sentences()
+  assert len(pool) == sum(len(t) for t in TOPICS.values())
+  assert all(s.endswith('。') for s in pool)
+
+
+def _read(pattern):
+  parts = sorted(glob.glob(pattern))
+  lines = []
+  for part in parts:
+    with open(part, encoding='utf-8') as f:
+      lines.append(f.readlines())
+  return parts, lines
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts=st.lists(st.text(st.characters(blacklist_categories=('Cs',)),
+                              max_size=20), min_size=1, max_size=60),
+       files=st.integers(1, 60), final_newline=st.booleans(),
+       data=st.data())
+def test_split_keeps_every_document_once_in_order(tmp_path_factory, texts,
+                                                  files, final_newline, data):
+  files = min(files, len(texts))
+  tmp = tmp_path_factory.mktemp('split')
+  lines = [json.dumps({'id': f'd{i}', 'text': t}, ensure_ascii=False) + '\n'
+           for i, t in enumerate(texts)]
+  raw = ''.join(lines) if final_newline else ''.join(lines)[:-1]
+  path = str(tmp / 'corpus.jsonl')
+  with open(path, 'w', encoding='utf-8') as f:
+    f.write(raw)
+  outdir = str(tmp / 'parts')
+  # An earlier split into more files in the same folder leaves nothing behind.
+  earlier = data.draw(st.integers(files, len(texts)))
+  corpus.split_corpus(path, earlier, outdir)
+  pattern = corpus.split_corpus(path, files, outdir)
+  parts, got = _read(pattern)
+  assert len(parts) == files == len(os.listdir(outdir))
+  assert [line for part in got for line in part] == lines
+  sizes = [len(part) for part in got]
+  assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.parametrize('files', [0, -1, 4])
+def test_split_refuses_impossible_counts(tmp_path, files):
+  path = tmp_path / 'corpus.jsonl'
+  path.write_text('{"id": "a", "text": "x"}\n' * 3, encoding='utf-8')
+  with pytest.raises(ValueError, match=r'3 documents .*corpus\.jsonl'):
+    corpus.split_corpus(str(path), files, str(tmp_path / 'parts'))
+
+
+def test_measure_sums_a_process_tree_and_finds_beam_workers():
+  # A worker started as Beam's DirectRunner starts them: under ``sh -c``,
+  # with the SDK worker module among its arguments; it holds 64 MiB.
+  worker = ('import sys, time; x = bytearray(64 << 20); time.sleep(1.5)')
+  command = f'{sys.executable} -c {shlex.quote(worker)} {run.SDK_WORKER_MODULE}'
+  parent = ('import subprocess; '
+            f'subprocess.run({command!r}, shell=True, check=True)')
+  result = run.measure([sys.executable, '-c', parent])
+  assert result['workers'] == 1
+  assert result['processes'] >= 2
+  assert result['peak_worker_rss_mb'] > 64 > result['peak_main_rss_mb']
+  assert result['peak_rss_mb'] > result['peak_worker_rss_mb']
+  assert result['wall_s'] > 1.5
+
+
+def test_measure_without_workers_counts_the_process_itself():
+  result = run.measure([sys.executable, '-c',
+                        'import time; x = bytearray(64 << 20); time.sleep(0.5)'])
+  assert result['workers'] == 1 and result['processes'] == 1
+  assert result['peak_worker_rss_mb'] == result['peak_main_rss_mb']
+
+
+def test_measure_reports_a_failed_command_with_its_stderr():
+  with pytest.raises(RuntimeError, match='exit status 3:\n.*went wrong'):
+    run.measure([sys.executable, '-c',
+                 'import sys; sys.stderr.write("went wrong"); sys.exit(3)'])
+
+
+def _write_outputs(outdir, shards, errors=()):
+  outdir.mkdir()
+  for k, ids in enumerate(shards):
+    with open(outdir / f'scores-{k:05d}-of-{len(shards):05d}.jsonl', 'w',
+              encoding='utf-8') as f:
+      for i in ids:
+        f.write(json.dumps({'id': i, 'scores': [0.5], 'n_tokens': 3,
+                            'truncated': False}) + '\n')
+  with open(outdir / 'errors-00000-of-00001.jsonl', 'w', encoding='utf-8') as f:
+    f.writelines(json.dumps({'id': i, 'stage': 'read', 'reason': 'x'}) + '\n'
+                 for i in errors)
+
+
+def test_read_scores_gathers_every_shard(tmp_path):
+  _write_outputs(tmp_path / 'out', [['c', 'a'], [], ['b']])
+  records = run.read_scores(str(tmp_path / 'out'), ['a', 'b', 'c'], 'cmd')
+  assert sorted(records) == ['a', 'b', 'c'] and records['a']['n_tokens'] == 3
+
+
+@pytest.mark.parametrize('shards, errors', [
+    ([['a', 'b']], ()), ([['a', 'b'], ['c', 'a']], ()), ([['a', 'b']], ('c',)),
+    ([['a', 'b', 'c', 'd']], ())],
+                         ids=['missing', 'scored twice', 'an error',
+                              'not in the corpus'])
+def test_read_scores_refuses_lost_or_doubled_documents(tmp_path, shards,
+                                                       errors):
+  _write_outputs(tmp_path / 'out', shards, errors)
+  with pytest.raises(RuntimeError, match='^cmd wrote .* of 3'):
+    run.read_scores(str(tmp_path / 'out'), ['a', 'b', 'c'], 'cmd')
+
+
+@pytest.mark.parametrize('argv', [
+    ['--variants', 'classic,nope'], ['--docs', '0'], ['--repeat', '0'],
+    ['--docs', '4', '--files', '1,8']])
+def test_cli_refuses_bad_arguments_before_any_work(tmp_path, argv, capsys):
+  with pytest.raises(SystemExit):
+    run.main(argv + ['--workdir', str(tmp_path / 'w')])
+  assert '--' in capsys.readouterr().err
+  assert not os.path.exists(tmp_path / 'w')
+
+
+def _rows():
+  """One made-up run: 2 sizes, the scorer from 1 and 8 files."""
+  spec = [  # variant, docs, files, workers, seconds, start-up
+      ('classic', 2000, 1, 1, 26.0, 6.0), ('classic', 8000, 1, 1, 86.0, 6.0),
+      ('ours_1w', 8000, 1, 1, 35.0, 5.0), ('ours_1w', 8000, 8, 1, 37.0, 5.0),
+      ('ours_2w', 8000, 1, 2, 20.0, 8.0), ('ours_2w', 8000, 8, 2, 21.0, 5.0),
+      ('ours_default', 2000, 1, 2, 8.0, 6.0),
+      ('ours_default', 8000, 1, 2, 17.2, 5.2),
+      ('floor_mecab', 8000, 1, 1, 10.0, None),
+      ('floor_model', 8000, 1, 1, 9.0, None),
+      ('beam_stock', 2000, 1, 1, 3.0, 4.0)]  # Faster than its start-up.
+  rows = []
+  for variant, docs, files, workers, seconds, startup in spec:
+    rows.append({'variant': variant, 'docs': docs, 'files': files,
+                 'workers': workers, 'seconds': seconds, 'startup_s': startup,
+                 'real_tokens': 1000 * docs, 'padded_tokens': (
+                     8000 * docs if variant == 'classic' else None),
+                 'peak_rss_mb': 900.0 * workers, 'peak_main_rss_mb': 700.0,
+                 'peak_worker_rss_mb': 800.0 if workers > 1 else None,
+                 'max_diff': 0.0 if variant != 'floor_mecab' else None})
+  return report.derive(rows)
+
+
+def test_derive_takes_start_up_out_and_compares_with_classic():
+  at = {(r['variant'], r['docs'], r['files']): r for r in _rows()}
+  two = at[('ours_2w', 8000, 1)]
+  assert two['docs_per_s'] == pytest.approx(8000 / 20.0)
+  assert two['steady_docs_per_s'] == pytest.approx(8000 / 12.0)
+  assert two['steady_tokens_per_s'] == pytest.approx(8000_000 / 12.0)
+  assert two['padded_tokens_per_s'] is None
+  assert two['ratio'] == pytest.approx((8000 / 20.0) / (8000 / 86.0))
+  assert two['steady_ratio'] == pytest.approx((8000 / 12.0) / (8000 / 80.0))
+  stock = at[('beam_stock', 2000, 1)]
+  assert stock['steady_docs_per_s'] is None and stock['steady_ratio'] is None
+  assert at[('floor_model', 8000, 1)]['steady_docs_per_s'] is None
+
+
+def test_report_shows_scaling_speedup_steady_state_and_per_worker(tmp_path):
+  rows = _rows()
+  corpora = {'2000': {'docs': 2000, 'tokens': 1, 'median': 750, 'p90': 4200,
+                      'p99': 18000, 'over_maxlen': 0.04, 'bytes': 2**21}}
+  text = report.write_report(rows, corpora, str(tmp_path), 'test machine',
+                             'python -m bench.run --docs 2000,8000')
+  with open(tmp_path / 'results.md', encoding='utf-8') as f:
+    assert f.read() == text
+  assert '`python -m bench.run --docs 2000,8000`' in text
+  assert '| 2000 | 2000 | 2.0 | 1 | 750 |' in text
+  # The main table: wall, start-up, docs/s, steady docs/s...
+  assert '| ours_2w | 8000 | 1 | 2 | 20.0 | 8.0 | 400.0 | 666.7 |' in text
+  # Per worker: steady docs/s and tokens/s halved; the worker's RSS.
+  assert '| ours_2w | 8000 | 8 | 2 | 250.0 | 250000 | 800 | 700 |' in text
+  assert '| ours_1w | 8000 | 1 | 1 | 266.7 | 266667 | 700 | 700 |' in text
+  # (a) 2 workers / 1 from each file count, whole and steady.
+  assert ('(a) 2 workers / 1 worker, 8000 documents from 1 file(s): 1.75x '
+          'whole process, 2.50x steady state (target >= 1.7x)') in text
+  assert '8000 documents from 8 file(s): 1.76x whole process, 2.00x' in text
+  # (b) the default against classic, with the target for each size.
+  assert ('(b) default `pipeline.score` (2 worker(s)), 2000 documents: '
+          '3.25x') in text and '(target >= 3x)' in text
+  assert '8000 documents: 5.00x' in text and '(target >= 5x)' in text
+  assert ('scores at 8000 documents: largest absolute difference from the '
+          'classic script over 6 runs 0.00e+00') in text
+
+
+def test_plot_handles_every_variant_and_missing_values(tmp_path):
+  pytest.importorskip('matplotlib')  # The plot needs the [bench] extra.
+  for rows in (_rows(), [r for r in _rows() if r['variant'] == 'classic']):
+    png = report.plot(rows, str(tmp_path))
+    with open(png, 'rb') as f:
+      assert f.read(8) == b'\x89PNG\r\n\x1a\n'
