@@ -25,6 +25,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from model.bundle import BundleError
+from pipeline import job_servers
 from pipeline.readers import INPUT_FORMATS, ReadCorpus
 from pipeline.writers import OUTPUT_FORMATS, WriteErrors, WriteScores
 from transforms import ScoreDocuments
@@ -153,6 +154,9 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
     raise ValueError(f'the arguments {", ".join(missing)} are required.')
   options.view_as(SetupOptions).save_main_session = False
   before = _existing_outputs(opts.output)
+  if test_pipeline is None:
+    # Flink/Spark: the job-server jar through Maven, Java 17 flags.
+    job_servers.prepare_runner(options)
   pipeline = test_pipeline or beam.Pipeline(options=options)
   build(pipeline, opts)
   result = pipeline.run()
