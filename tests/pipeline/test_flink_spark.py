@@ -157,6 +157,16 @@ def mixed(tmp_path_factory, corpus):
 
 
 @pytest.fixture(scope='module')
+def spark_job_server():
+  """Stops the Spark job server Beam keeps per process, after the module."""
+  yield
+  from apache_beam.runners.portability import spark_runner
+  for server in spark_runner.JOB_SERVER_CACHE.values():
+    server.stop()
+  spark_runner.JOB_SERVER_CACHE.clear()
+
+
+@pytest.fixture(scope='module')
 def remote_bundle(trained_bundle):
   """The trained bundle on the object-store filesystem ``memfs://``."""
   remote = 'memfs://flink-spark/bundle'
@@ -231,7 +241,8 @@ def test_flink_loopback_matches_direct(tmp_path, mixed, direct, remote_bundle,
 
 
 @pytest.mark.parametrize('fmt', ['csv', 'tfrecord'])
-def test_spark_matches_direct(tmp_path, mixed, direct, remote_bundle, fmt):
+def test_spark_matches_direct(tmp_path, mixed, direct, remote_bundle,
+                              spark_job_server, fmt):
   outdir = str(tmp_path / 'out')
   result = score.run(['--input', mixed['pattern'], '--model', remote_bundle,
                       '--output', outdir, '--format', fmt, '--runner',
