@@ -173,8 +173,10 @@ def _mvn(args: Sequence[str], *, cwd: str) -> tuple[bool, str]:
             for line in (done.stdout + done.stderr).splitlines()]
   errors = [line[len('[ERROR]'):].strip() for line in output
             if line.startswith('[ERROR]') and line[len('[ERROR]'):].strip()]
-  return done.returncode == 0, (errors[0] if errors else
-                                next((l for l in reversed(output) if l), ''))
+  why = errors[0] if errors else next((l for l in reversed(output) if l), '')
+  # 'Failed to execute goal ... on project P: WHY -> [Help 1]'
+  why = re.sub(r'^Failed to execute goal .*? on project [^:]*: ', '', why)
+  return done.returncode == 0, why.replace(' -> [Help 1]', '')
 
 
 def _pom(libraries: Sequence[str]) -> str:
@@ -370,7 +372,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   unknown = [r for r in args.runners if r not in RUNNERS]
   if unknown:
     parser.error(f'unknown runner {unknown[0]!r}: expected flink or spark')
-  logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+  # force: importing Beam may already have configured the root logger.
+  logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s',
+                      force=True)
   try:
     for runner in args.runners or RUNNERS:
       print(f'{runner}: {ensure_job_server(runner, cache=args.cache_dir)}')

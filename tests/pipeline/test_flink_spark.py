@@ -389,13 +389,19 @@ def test_runner_names_as_users_spell_them(spelling, name):
       name)
 
 
-def test_prefetch_command_prints_the_cached_jar(tmp_path, monkeypatch,
-                                                capsys):
+def test_prefetch_command_prints_the_cached_jar(tmp_path):
+  """``python -m pipeline.job_servers``, as CI runs it before the tests."""
   cached = job_servers.ensure_job_server('flink')
-  assert job_servers.main(['flink']) == 0
-  assert capsys.readouterr().out.strip() == f'flink: {cached}'
-  monkeypatch.setenv('PATH', _path_with(tmp_path, 'java'))
-  assert job_servers.main(['spark', '--cache_dir',
-                           str(tmp_path / 'empty')]) == 2
-  err = capsys.readouterr().err.strip().splitlines()
-  assert len(err) == 1 and '--spark_job_server_jar PATH' in err[0], err
+  command = [sys.executable, '-m', 'pipeline.job_servers']
+  done = subprocess.run(command + ['flink'], cwd=ROOT, env=_env(),
+                        capture_output=True, text=True, check=False)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.strip() == f'flink: {cached}'
+  env = dict(_env(), PATH=_path_with(tmp_path, 'java'))
+  done = subprocess.run(command + ['spark', '--cache_dir',
+                                   str(tmp_path / 'empty')],
+                        cwd=ROOT, env=env, capture_output=True, text=True,
+                        check=False)
+  assert done.returncode == 2
+  last = done.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: ') and '--spark_job_server_jar PATH' in last
