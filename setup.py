@@ -7,6 +7,17 @@ their dependencies.
 
 import setuptools
 
+# Flink and Spark (pipeline/job_servers.py): Maven fetches Beam's job server
+# for this apache-beam (beam-runners-flink-1.19-job-server:<version>,
+# beam-runners-spark-3-job-server:<version>) where the registry serves it.
+# Where it does not (for 2.77.0 the project's registry serves neither jar),
+# the job server is assembled from Beam Java 2.62.0's runner artifacts: the
+# newest release whose Flink runner and job service both resolve there.
+# Python SDK 2.77 with Java job servers 2.62 passes the Flink and Spark
+# tests: the two sides speak Beam's portable job and Fn APIs. Flink is 1.19,
+# not 2.x: file sinks finalize through side inputs, which failed on Flink 2's
+# batch path (apache/beam#37583) and are rebuilt over and over there
+# (#39866).
 REQUIRED = [
     # tfrecord: the CRC library Beam's TFRecord sink needs (--format tfrecord).
     'apache-beam[tfrecord]>=2.77.0,<3',

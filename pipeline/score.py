@@ -25,7 +25,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from model.bundle import BundleError
-from pipeline import scaling, watchdog
+from pipeline import job_servers, scaling, watchdog
 from pipeline.readers import INPUT_FORMATS, ReadCorpus
 from pipeline.writers import OUTPUT_FORMATS, WriteErrors, WriteScores
 from transforms import ScoreDocuments
@@ -179,6 +179,9 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
   _LOGGER.info('Scoring with %s', plan)
   options.view_as(SetupOptions).save_main_session = False
   before = _existing_outputs(opts.output)
+  if test_pipeline is None:
+    # Flink/Spark: the job-server jar through Maven, Java 17 flags.
+    job_servers.prepare_runner(options)
   pipeline = test_pipeline or beam.Pipeline(options=options)
   build(pipeline, opts, plan)
   result = watchdog.run_and_wait(pipeline, opts.output)

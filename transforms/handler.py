@@ -37,6 +37,8 @@ cuDNN, and the bundle already holds the all-padding score.
 
 import functools
 import logging
+import os
+import socket
 import threading
 from typing import Any, Callable, Iterable, Optional, Sequence
 
@@ -51,6 +53,14 @@ from transforms.metrics import NAMESPACE
 _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_BATCH_TOKENS = 1 << 19
+# Documents scored per worker process: one counter per process, named
+# ``scored_by_worker:HOST:PID``, so a job's metrics show which workers scored.
+WORKER_COUNTER_PREFIX = 'scored_by_worker:'
+
+
+def worker_identity() -> str:
+  """``HOST:PID`` of the process running this code."""
+  return f'{socket.gethostname()}:{os.getpid()}'
 
 
 def _padded_size(element: Any, *, fixed_length: Optional[int]) -> int:
@@ -163,6 +173,8 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
       # Counted here, not in load_model: Beam drops metrics updated during
       # setup(), where RunInference loads the model.
       self._models_loaded.inc()
+    Metrics.counter(NAMESPACE, WORKER_COUNTER_PREFIX +
+                    worker_identity()).inc(len(batch))
     bundle = model.bundle
     lengths = [len(x) for x in batch]
     scores: list[Optional[np.ndarray]] = [None] * len(batch)

@@ -1,0 +1,407 @@
+"""The scorer on a real Flink and a real Spark, through Beam's job servers.
+
+The job servers come from `pipeline.job_servers` (Maven, cached). Each runner
+scores the same mixed corpus as the DirectRunner: documents past the bundle's
+maxlen, empty ones, and records that fail (invalid JSON and UTF-8, a non-string
+or null text, a missing id, a JSON array). Its records must equal the
+DirectRunner's.
+
+* Most Flink runs go to one job server started here by hand and shared by the
+  module (``java -jar JAR --flink-master [local]``, then ``PortableRunner``),
+  which saves a JVM start per test; one test runs
+  ``python -m pipeline.score --runner FlinkRunner`` exactly as a user types it.
+* Spark runs use ``--runner SparkRunner --spark_master_url local[2]`` as
+  users do; Beam keeps one Spark job server per process for equal options.
+* LOOPBACK runs the SDK workers inside this process, so those runs read the
+  bundle from the in-memory object-store filesystem (``memfs://``). Runs with
+  an EXTERNAL worker pool have one process per SDK worker, which cannot see
+  this process's memory: they read the bundle from a local path, still
+  through Beam's ``FileSystems``.
+* Parallelism: an EXTERNAL worker pool starts one Python process per SDK
+  worker. With ``--sdk_worker_parallelism 2`` Flink's task manager opens two
+  environments and binds each operator instance (one per task slot) to one of
+  them for its lifetime. So two processes in the ``scored_by_worker:HOST:PID``
+  counters means two instances of the scoring stage, in two task slots, each
+  scored documents; and ``models_loaded`` equal to that number of processes
+  means each process loaded the model once.
+"""
+
+import glob
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import (FlinkRunnerOptions,
+                                                  JobServerOptions,
+                                                  PipelineOptions)
+
+import tests.memfs as memfs
+from pipeline import job_servers, score
+from tests.pipeline.test_score_cli import _read_errors, _read_scores
+from transforms.handler import WORKER_COUNTER_PREFIX, worker_identity
+from transforms.metrics import NAMESPACE
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+FILES = 6
+# The readers' byte-range splitting (one big file shared by many workers).
+SPLITS = 'split_bytes' in PipelineOptions([]).get_all_options()
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, process, log, timeout: float = 120.0) -> None:
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if process.poll() is not None:
+      raise RuntimeError(f'service on port {port} exited early; see {log}')
+    with socket.socket() as s:
+      if s.connect_ex(('localhost', port)) == 0:
+        return
+    time.sleep(0.5)
+  raise TimeoutError(f'nothing listens on port {port}; see {log}')
+
+
+def _stop(processes) -> None:
+  for p in processes:
+    p.terminate()
+  for p in processes:
+    try:
+      p.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+      p.kill()
+
+
+def _env() -> dict[str, str]:
+  """This interpreter first on PATH (the worker pool starts ``python``)."""
+  return dict(os.environ,
+              PATH=os.path.dirname(sys.executable) + os.pathsep +
+              os.environ.get('PATH', ''),
+              PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''),
+              TF_CPP_MIN_LOG_LEVEL='3')
+
+
+@pytest.fixture(scope='module')
+def flink_endpoint(tmp_path_factory):
+  """A Flink job server with an embedded cluster, shared by the module."""
+  jar = job_servers.ensure_job_server('flink')
+  port = _free_port()
+  log = tmp_path_factory.mktemp('flink') / 'job-server.log'
+  with open(log, 'wb') as out:
+    process = subprocess.Popen(
+        ['java', *job_servers.FLINK_JVM_PROPERTIES, '-jar', jar,
+         '--flink-master', '[local]', '--job-port', str(port),
+         '--artifact-port', '0', '--expansion-port', '0'],
+        stdout=out, stderr=subprocess.STDOUT)
+  try:
+    _wait_for_port(port, process, log)
+    yield f'localhost:{port}'
+  finally:
+    _stop([process])
+
+
+@pytest.fixture(scope='module')
+def worker_pool(tmp_path_factory):
+  """Beam's worker pool: one Python process per SDK worker it is asked for."""
+  port = _free_port()
+  log = tmp_path_factory.mktemp('pool') / 'pool.log'
+  with open(log, 'wb') as out:
+    process = subprocess.Popen(
+        [sys.executable, '-m', 'apache_beam.runners.worker.worker_pool_main',
+         '--service_port', str(port)], cwd=ROOT, env=_env(), stdout=out,
+        stderr=subprocess.STDOUT)
+  try:
+    _wait_for_port(port, process, log)
+    yield f'localhost:{port}'
+  finally:
+    _stop([process])
+
+
+def _mixed_lines(corpus, prefix: str, n_docs: int) -> tuple[list[bytes],
+                                                             int, int]:
+  """JSONL lines: documents, then records that fail; (lines, good, bad)."""
+  text = lambda i: corpus[i % len(corpus)]['text']
+  docs = [{'id': f'{prefix}{i}', 'text': text(i)} for i in range(n_docs)]
+  docs += [{'id': f'{prefix}long', 'text': text(0) * 80},  # past maxlen
+           {'id': f'{prefix}empty', 'text': ''},
+           {'id': f'{prefix}blank', 'text': ' \u3000\t'},
+           {'id': 7, 'text': text(1)}]  # a numeric id
+  lines = [json.dumps(d, ensure_ascii=False).encode('utf-8') for d in docs]
+  bad = [b'not json', b'\xff\xfe{"id": "bytes"}',
+         json.dumps({'id': f'{prefix}number', 'text': 3}).encode(),
+         json.dumps({'id': f'{prefix}null', 'text': None}).encode(),
+         json.dumps({'text': 'no id'}).encode(), b'[1, 2]']
+  return lines + bad, len(docs), len(bad)
+
+
+@pytest.fixture(scope='module')
+def mixed(tmp_path_factory, corpus):
+  """The mixed corpus in ``FILES`` JSONL files; its expected counts."""
+  root = tmp_path_factory.mktemp('mixed')
+  lines, good, bad = _mixed_lines(corpus, 'm', 48)
+  for i in range(FILES):
+    with open(root / f'part-{i}.jsonl', 'wb') as f:
+      f.write(b'\n'.join(lines[i::FILES]) + b'\n')
+  return {'pattern': str(root / 'part-*.jsonl'), 'good': good, 'bad': bad}
+
+
+@pytest.fixture(scope='module')
+def spark_job_server():
+  """Stops the Spark job server Beam keeps per process, after the module."""
+  yield
+  from apache_beam.runners.portability import spark_runner
+  for server in spark_runner.JOB_SERVER_CACHE.values():
+    server.stop()
+  spark_runner.JOB_SERVER_CACHE.clear()
+
+
+@pytest.fixture(scope='module')
+def remote_bundle(trained_bundle):
+  """The trained bundle on the object-store filesystem ``memfs://``."""
+  remote = 'memfs://flink-spark/bundle'
+  memfs.upload_tree(trained_bundle.path, remote)
+  return remote
+
+
+@pytest.fixture(scope='module')
+def direct(tmp_path_factory, mixed, trained_bundle):
+  """The DirectRunner's records for the mixed corpus."""
+  outdir = str(tmp_path_factory.mktemp('direct'))
+  score.run(['--input', mixed['pattern'], '--model', trained_bundle.path,
+             '--output', outdir, '--num_shards', '2'])
+  scores, errors = _read_scores(outdir, 'jsonl'), _read_errors(outdir)
+  assert len(scores) == mixed['good'] and len(errors) == mixed['bad']
+  assert any(r['truncated'] for r in scores)
+  assert any(r['n_tokens'] == 0 for r in scores)
+  return scores, errors
+
+
+def _assert_same_records(outdir, fmt, direct, label):
+  want_scores, want_errors = direct
+  got = {str(r['id']): r for r in _read_scores(outdir, fmt)}
+  want = {str(r['id']): r for r in want_scores}
+  assert sorted(got) == sorted(want), label
+  for doc_id, record in got.items():
+    assert (record['n_tokens'], bool(record['truncated'])) == (
+        want[doc_id]['n_tokens'], want[doc_id]['truncated']), (label, doc_id)
+    np.testing.assert_allclose(record['scores'], want[doc_id]['scores'],
+                               rtol=0, atol=1e-6, err_msg=f'{label} {doc_id}')
+  key = lambda e: json.dumps(e, sort_keys=True)
+  assert sorted(_read_errors(outdir), key=key) == sorted(want_errors,
+                                                         key=key), label
+
+
+def _scored_by_worker(result) -> dict[str, int]:
+  """Documents scored per worker process (``HOST:PID``)."""
+  counters = result.metrics().query(
+      MetricsFilter().with_namespace(NAMESPACE))['counters']
+  workers: dict[str, int] = {}
+  for counter in counters:
+    name = counter.key.metric.name
+    if name.startswith(WORKER_COUNTER_PREFIX):
+      value = counter.committed if counter.committed is not None else (
+          counter.attempted)
+      worker = name[len(WORKER_COUNTER_PREFIX):]
+      workers[worker] = workers.get(worker, 0) + (value or 0)
+  return workers
+
+
+def _flink(endpoint: str) -> list[str]:
+  return ['--runner', 'PortableRunner', '--job_endpoint', endpoint,
+          '--parallelism', '2']
+
+
+# --- Records equal the DirectRunner's, every output format -----------------
+
+def test_flink_loopback_matches_direct(tmp_path, mixed, direct, remote_bundle,
+                                       flink_endpoint):
+  outdir = str(tmp_path / 'out')
+  result = score.run(['--input', mixed['pattern'], '--model', remote_bundle,
+                      '--output', outdir, '--num_shards', '2',
+                      '--environment_type', 'LOOPBACK'] +
+                     _flink(flink_endpoint))
+  _assert_same_records(outdir, 'jsonl', direct, 'flink')
+  totals = score.summarize(result)
+  assert totals['scored'] == mixed['good']
+  assert totals['errors'] == mixed['bad']
+  # LOOPBACK: every SDK worker is a thread of this process, one model.
+  assert _scored_by_worker(result) == {worker_identity(): mixed['good']}
+  assert totals['models_loaded'] == 1
+
+
+@pytest.mark.parametrize('fmt', ['csv', 'tfrecord'])
+def test_spark_matches_direct(tmp_path, mixed, direct, remote_bundle,
+                              spark_job_server, fmt):
+  outdir = str(tmp_path / 'out')
+  result = score.run(['--input', mixed['pattern'], '--model', remote_bundle,
+                      '--output', outdir, '--format', fmt, '--runner',
+                      'SparkRunner', '--spark_master_url', 'local[2]'])
+  _assert_same_records(outdir, fmt, direct, f'spark {fmt}')
+  totals = score.summarize(result)
+  assert totals['scored'] == mixed['good']
+  assert _scored_by_worker(result) == {worker_identity(): mixed['good']}
+  assert totals['models_loaded'] == 1
+
+
+def test_flink_runner_as_a_user_types_it(tmp_path, mixed, direct,
+                                         trained_bundle):
+  """``--runner FlinkRunner``: Beam starts the job server from the cache."""
+  outdir = str(tmp_path / 'out')
+  done = subprocess.run(
+      [sys.executable, '-m', 'pipeline.score', '--input', mixed['pattern'],
+       '--model', trained_bundle.path, '--output', outdir, '--format',
+       'parquet', '--runner', 'FlinkRunner', '--parallelism', '2'],
+      cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600,
+      check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert f'Scored {mixed["good"]} documents' in done.stdout
+  _assert_same_records(outdir, 'parquet', direct, 'FlinkRunner parquet')
+
+
+# --- Parallelism: both task slots score -------------------------------------
+
+def _two_slots(endpoint: str, pool: str) -> list[str]:
+  return _flink(endpoint) + ['--environment_type', 'EXTERNAL',
+                             '--environment_config', pool,
+                             '--sdk_worker_parallelism', '2']
+
+
+def _assert_two_workers_scored(result, expected: int) -> None:
+  workers = _scored_by_worker(result)
+  assert sum(workers.values()) == expected, workers
+  assert len(workers) == 2 and min(workers.values()) > 0, workers
+  # Each worker process loaded the model once.
+  assert score.summarize(result)['models_loaded'] == len(workers)
+
+
+def test_flink_two_slots_score_many_files(tmp_path, mixed, direct,
+                                          trained_bundle, flink_endpoint,
+                                          worker_pool):
+  outdir = str(tmp_path / 'out')
+  result = score.run(['--input', mixed['pattern'], '--model',
+                      trained_bundle.path, '--output', outdir] +
+                     _two_slots(flink_endpoint, worker_pool))
+  _assert_same_records(outdir, 'jsonl', direct, 'flink external')
+  _assert_two_workers_scored(result, mixed['good'])
+
+
+@pytest.mark.xfail(not SPLITS, run=False, reason='one file is read by one '
+                   'worker until the readers split files into byte ranges '
+                   '(--split_bytes)')
+def test_flink_two_slots_score_one_file(tmp_path, corpus, trained_bundle,
+                                        flink_endpoint, worker_pool):
+  lines, good, bad = _mixed_lines(corpus, 's', 200)
+  path = tmp_path / 'one.jsonl'
+  path.write_bytes(b'\n'.join(lines) + b'\n')
+  outdir = str(tmp_path / 'out')
+  result = score.run(['--input', str(path), '--model', trained_bundle.path,
+                      '--output', outdir, '--split_bytes',
+                      str(path.stat().st_size // 8 + 1)] +
+                     _two_slots(flink_endpoint, worker_pool))
+  assert len(_read_scores(outdir, 'jsonl')) == good
+  assert len(_read_errors(outdir)) == bad
+  _assert_two_workers_scored(result, good)
+
+
+# --- Set-up: the jar through Maven, one line when something is missing ------
+
+def _path_with(tmp_path, *programs: str) -> str:
+  """A PATH holding only ``programs`` (links to the real ones)."""
+  bindir = tmp_path / 'bin'
+  bindir.mkdir()
+  for program in programs:
+    os.symlink(shutil.which(program), bindir / program)
+  return str(bindir)
+
+
+@pytest.mark.parametrize('runner', ['FlinkRunner', 'SparkRunner'])
+def test_missing_maven_says_how_to_supply_the_jar(tmp_path, monkeypatch,
+                                                  capsys, runner):
+  monkeypatch.setenv('PATH', _path_with(tmp_path, 'java'))
+  monkeypatch.setenv(job_servers.CACHE_ENV, str(tmp_path / 'empty-cache'))
+  code = score.main(['--input', str(tmp_path / 'none.jsonl'), '--model',
+                     str(tmp_path / 'bundle'), '--output',
+                     str(tmp_path / 'out'), '--runner', runner])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert code == 2
+  assert len(err) == 1 and 'Maven (mvn) is not on PATH' in err[0], err
+  flag = '--flink_job_server_jar' if runner == 'FlinkRunner' else (
+      '--spark_job_server_jar')
+  assert f'{flag} PATH' in err[0]
+
+
+def test_missing_java_is_named(tmp_path, monkeypatch, capsys):
+  monkeypatch.setenv('PATH', _path_with(tmp_path, 'mvn'))
+  code = score.main(['--input', str(tmp_path / 'none.jsonl'), '--model',
+                     str(tmp_path / 'bundle'), '--output',
+                     str(tmp_path / 'out'), '--runner', 'FlinkRunner'])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert code == 2
+  assert len(err) == 1 and "'java' is not on PATH" in err[0], err
+
+
+def test_cached_jar_needs_no_maven(tmp_path, monkeypatch):
+  cached = job_servers.ensure_job_server('flink')
+  monkeypatch.setenv('PATH', _path_with(tmp_path, 'java'))
+  options = PipelineOptions(['--runner', 'FlinkRunner'])
+  job_servers.prepare_runner(options)
+  assert options.view_as(FlinkRunnerOptions).flink_job_server_jar == cached
+  properties = options.view_as(JobServerOptions).job_server_jvm_properties
+  assert set(job_servers.FLINK_JVM_PROPERTIES) <= set(properties)
+
+
+def test_jar_given_by_hand_is_kept(tmp_path, monkeypatch):
+  jar = tmp_path / 'my-job-server.jar'
+  jar.write_bytes(b'')
+  monkeypatch.setenv('PATH', _path_with(tmp_path, 'java'))
+  options = PipelineOptions(['--runner', 'SparkRunner',
+                             '--spark_job_server_jar', str(jar)])
+  job_servers.prepare_runner(options)
+  assert options.get_all_options()['spark_job_server_jar'] == str(jar)
+
+
+def test_other_runners_are_left_alone(tmp_path, monkeypatch):
+  monkeypatch.setenv('PATH', str(tmp_path))  # no Java, no Maven
+  for runner in ([], ['--runner', 'DirectRunner'],
+                 ['--runner', 'PortableRunner']):
+    options = PipelineOptions(runner)
+    job_servers.prepare_runner(options)
+    assert options.get_all_options()['flink_job_server_jar'] is None
+
+
+@pytest.mark.parametrize('spelling,name', [
+    ('FlinkRunner', 'flink'), ('flink', 'flink'), ('SparkRunner', 'spark'),
+    ('apache_beam.runners.portability.flink_runner.FlinkRunner', 'flink'),
+    ('DataflowRunner', None), ('PrismRunner', None)])
+def test_runner_names_as_users_spell_them(spelling, name):
+  assert job_servers.runner_name(PipelineOptions(['--runner', spelling])) == (
+      name)
+
+
+def test_prefetch_command_prints_the_cached_jar(tmp_path):
+  """``python -m pipeline.job_servers``, as CI runs it before the tests."""
+  cached = job_servers.ensure_job_server('flink')
+  command = [sys.executable, '-m', 'pipeline.job_servers']
+  done = subprocess.run(command + ['flink'], cwd=ROOT, env=_env(),
+                        capture_output=True, text=True, check=False)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.strip() == f'flink: {cached}'
+  env = dict(_env(), PATH=_path_with(tmp_path, 'java'))
+  done = subprocess.run(command + ['spark', '--cache_dir',
+                                   str(tmp_path / 'empty')],
+                        cwd=ROOT, env=env, capture_output=True, text=True,
+                        check=False)
+  assert done.returncode == 2
+  last = done.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: ') and '--spark_job_server_jar PATH' in last
