@@ -22,6 +22,7 @@ import argparse
 import difflib
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from typing import Iterable, Optional, Sequence
@@ -315,6 +316,33 @@ def check_input_file(path: str, option: str) -> None:
     raise UsageError(f'{option} {path}: no such file.')
 
 
+def check_writable_dir(path: str, option: str) -> None:
+  """Raises `UsageError` unless files can be written in directory ``path``.
+
+  Writes and deletes a probe file; a local directory created for it is
+  removed again.
+  """
+  from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
+  from model import storage  # pylint: disable=import-outside-toplevel
+  local = '://' not in path
+  if local and os.path.exists(path) and not os.path.isdir(path):
+    raise UsageError(f'{option} {path}: is a file; give a directory.')
+  created = None  # the highest local directory the probe creates
+  if local and not os.path.exists(path):
+    created = os.path.abspath(path)
+    while not os.path.exists(os.path.dirname(created)):
+      created = os.path.dirname(created)
+  probe = FileSystems.join(path, f'_probe-{os.getpid()}')
+  try:
+    storage.write_bytes(probe, b'')
+    FileSystems.delete([probe])
+  except Exception as e:  # pylint: disable=broad-except
+    reason = getattr(e, 'strerror', None) or str(e).splitlines()[0]
+    raise UsageError(f'{option} {path}: cannot write there ({reason}).') from e
+  if created:
+    shutil.rmtree(created, ignore_errors=True)
+
+
 def check_bundle_output(path: str, option: str, *, overwrite: bool,
                         overwrite_option: str = '--overwrite') -> None:
   """Raises `UsageError` if a bundle cannot be written to ``path``.
@@ -333,19 +361,7 @@ def check_bundle_output(path: str, option: str, *, overwrite: bool,
                        f'{overwrite_option} to replace it, or choose another '
                        f'{option}.')
     return
-  created = local and not os.path.exists(path)
-  probe = FileSystems.join(path, f'_probe-{os.getpid()}')
-  try:
-    storage.write_bytes(probe, b'')
-    FileSystems.delete([probe])
-  except Exception as e:  # pylint: disable=broad-except
-    reason = getattr(e, 'strerror', None) or str(e).splitlines()[0]
-    raise UsageError(f'{option} {path}: cannot write there ({reason}).') from e
-  if created:
-    try:
-      os.rmdir(path)
-    except OSError:
-      pass
+  check_writable_dir(path, option)
 
 
 def fail(message: str) -> int:

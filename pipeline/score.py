@@ -298,13 +298,7 @@ def check_output(outdir: str) -> None:
   elif any(m.path.rstrip('/') == outdir.rstrip('/') for m in
            FileSystems.match([outdir])[0].metadata_list):
     raise UsageError(f'--output {outdir}: is a file; give a directory.')
-  probe = FileSystems.join(outdir, f'_probe-{os.getpid()}-{time.time_ns()}')
-  try:
-    storage.write_bytes(probe, b'')
-    FileSystems.delete([probe])
-  except Exception as e:  # pylint: disable=broad-except
-    reason = getattr(e, 'strerror', None) or str(e).splitlines()[0]
-    raise UsageError(f'--output {outdir}: cannot write there ({reason}).') from e
+  console.check_writable_dir(outdir, '--output')
 
 
 def load_scorer(opts: Any) -> ScoreDocuments:
@@ -478,6 +472,7 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
   files, total_bytes = check_input(args.input, input_format=args.input_format,
                                    allow_empty=args.allow_empty_input)
   check_output(args.output)
+  scorer = load_scorer(args)
   options.view_as(SetupOptions).save_main_session = False
   runner = options.view_as(beam_options.StandardOptions).runner or (
       'DirectRunner')
@@ -492,7 +487,6 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
       log=_LOGGER.info).start()
   result, set_aside, succeeded = None, False, False
   try:
-    scorer = load_scorer(args)
     pipeline = test_pipeline or beam.Pipeline(options=options)
     build(pipeline, args, scorer)
     moved = set_aside_earlier_outputs(args.output)
