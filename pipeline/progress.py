@@ -13,7 +13,9 @@ while the job runs. So progress comes two ways:
   The command sets it for a run; worker subprocesses of the DirectRunner
   inherit it. Elsewhere `tally` only adds to a few integers in memory.
 * When ``run()`` returns before the job ends, `ProgressReporter` queries the
-  job's Beam metrics (namespace ``ja_doc_scorer``) instead.
+  job's Beam metrics (namespace ``ja_doc_scorer``) too, where the runner
+  answers such queries while running (Dataflow). Portable job services
+  (Flink, Spark) are not asked: their result keeps the first answer.
 
 Counts: ``scored`` (documents), ``tokens``, ``errors``, and ``bytes_read``
 (bytes of input read; with the input's total size it gives the percent done

@@ -494,7 +494,7 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
     if moved:
       _LOGGER.debug('Set aside %d files of an earlier run', moved)
     result = pipeline.run()
-    if not PipelineState.is_terminal(result.state):
+    if _metrics_while_running(result):
       reporter.use_metrics(lambda: summarize(result, attempted=True))
     state = result.wait_until_finish()
     if state is not None and state != PipelineState.DONE:
@@ -544,6 +544,18 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
   }
   write_summary(args.output, result.summary)
   return result
+
+
+def _metrics_while_running(result) -> bool:
+  """Whether to poll the job's metrics while it runs.
+
+  Not on the DirectRunner (its result comes at the end) nor on portable job
+  services (Flink, Spark, local): their result keeps the first answer to a
+  metrics query, which would then stand for the final counts.
+  """
+  from apache_beam.runners.portability import portable_runner  # pylint: disable=import-outside-toplevel
+  return not (PipelineState.is_terminal(result.state) or
+              isinstance(result, portable_runner.PipelineResult))
 
 
 def _short(error: BaseException) -> str:
