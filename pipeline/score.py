@@ -29,6 +29,7 @@ and put back when it fails.
 from model import console  # isort: skip
 
 import argparse
+import contextlib
 import datetime
 import hashlib
 import importlib.metadata
@@ -455,12 +456,72 @@ def write_summary(outdir: str, summary: dict[str, Any]) -> str:
   return path
 
 
+@contextlib.contextmanager
+def _progress(every_secs: float, total_bytes: Optional[int]):
+  """A `progress.ProgressReporter` for one run, with its directory."""
+  directory = tempfile.mkdtemp(prefix='ja-doc-progress-')
+  saved = os.environ.get(progress.PROGRESS_DIR_ENV)
+  os.environ[progress.PROGRESS_DIR_ENV] = directory
+  reporter = progress.ProgressReporter(every_secs, directory,
+                                       total_bytes=total_bytes,
+                                       log=_LOGGER.info).start()
+  try:
+    yield reporter
+  finally:
+    reporter.stop()
+    if saved is None:
+      os.environ.pop(progress.PROGRESS_DIR_ENV, None)
+    else:
+      os.environ[progress.PROGRESS_DIR_ENV] = saved
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _run_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace,
+                  reporter: progress.ProgressReporter):
+  """Runs ``pipeline`` with the earlier outputs set aside; returns the
+  result. Whatever happens, no temporary folder stays behind and the output
+  directory holds either this run's outputs or the earlier ones."""
+  outdir = args.output
+  moved = set_aside_earlier_outputs(outdir)
+  if moved:
+    _LOGGER.debug('Set aside %d files of an earlier run', moved)
+  result, succeeded = None, False
+  try:
+    result = pipeline.run()
+    if _metrics_while_running(result):
+      reporter.use_metrics(lambda: summarize(result, attempted=True))
+    state = result.wait_until_finish()
+    if state is not None and state != PipelineState.DONE:
+      raise RuntimeError(f'the pipeline ended in state {state}.')
+    succeeded = True
+  finally:
+    if not succeeded and result is not None and not (
+        PipelineState.is_terminal(result.state)):
+      try:
+        result.cancel()
+      except Exception:  # pylint: disable=broad-except
+        _LOGGER.warning('Could not cancel the job; it may still run.')
+    remove_temporary_files(outdir)
+    if succeeded:
+      drop_earlier_outputs(outdir)
+      if args.output_format == 'jsonl':
+        _remove_empty_jsonl(outdir)
+    else:
+      restore_earlier_outputs(outdir)
+  return result
+
+
+def _names(outdir: str, prefix: str) -> list[str]:
+  return sorted(FileSystems.split(p)[1] for p in _match(
+      FileSystems.join(outdir, f'{prefix}-*-of-*')))
+
+
 def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
-  """Checks, builds and runs the scoring pipeline.
+  """Checks, builds and runs the scoring pipeline; writes ``_SUMMARY.json``.
 
   Returns:
-    The PipelineResult (its ``summary`` attribute holds what was written to
-    ``_SUMMARY.json``).
+    The PipelineResult; its ``summary`` attribute holds what was written to
+    ``_SUMMARY.json``.
 
   Raises:
     UsageError: a check before the pipeline failed (the message names the
@@ -479,63 +540,20 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
   _LOGGER.info('Scoring %s (%d file%s, %s bytes) with %s into %s on %s',
                args.input, files, '' if files == 1 else 's',
                f'{total_bytes:,}', args.model, args.output, runner)
-  progress_dir = tempfile.mkdtemp(prefix='ja-doc-progress-')
-  saved_env = os.environ.get(progress.PROGRESS_DIR_ENV)
-  os.environ[progress.PROGRESS_DIR_ENV] = progress_dir
-  reporter = progress.ProgressReporter(
-      args.progress_secs, progress_dir, total_bytes=total_bytes or None,
-      log=_LOGGER.info).start()
-  result, set_aside, succeeded = None, False, False
-  try:
-    pipeline = test_pipeline or beam.Pipeline(options=options)
-    build(pipeline, args, scorer)
-    moved = set_aside_earlier_outputs(args.output)
-    set_aside = True
-    if moved:
-      _LOGGER.debug('Set aside %d files of an earlier run', moved)
-    result = pipeline.run()
-    if _metrics_while_running(result):
-      reporter.use_metrics(lambda: summarize(result, attempted=True))
-    state = result.wait_until_finish()
-    if state is not None and state != PipelineState.DONE:
-      raise RuntimeError(f'the pipeline ended in state {state}.')
-    succeeded = True
-  finally:
-    reporter.stop()
-    if saved_env is None:
-      os.environ.pop(progress.PROGRESS_DIR_ENV, None)
-    else:
-      os.environ[progress.PROGRESS_DIR_ENV] = saved_env
-    shutil.rmtree(progress_dir, ignore_errors=True)
-    if not succeeded and result is not None and not (
-        PipelineState.is_terminal(result.state)):
-      try:
-        result.cancel()
-      except Exception:  # pylint: disable=broad-except
-        _LOGGER.warning('Could not cancel the job; it may still run.')
-    if set_aside:
-      remove_temporary_files(args.output)
-      if succeeded:
-        drop_earlier_outputs(args.output)
-        if args.output_format == 'jsonl':
-          _remove_empty_jsonl(args.output)
-      else:
-        restore_earlier_outputs(args.output)
-  counts = summarize(result)
+  pipeline = test_pipeline or beam.Pipeline(options=options)
+  build(pipeline, args, scorer)
+  with _progress(args.progress_secs, total_bytes or None) as reporter:
+    result = _run_pipeline(pipeline, args, reporter)
   result.summary = {
       'command': 'pipeline.score',
       'status': 'succeeded',
       'started_at': started,
       'finished_at': _now(),
       'seconds': round(time.monotonic() - clock, 3),
-      'counts': counts,
+      'counts': summarize(result),
       'input': {'pattern': args.input, 'files': files, 'bytes': total_bytes},
-      'outputs': {
-          'scores': sorted(FileSystems.split(p)[1] for p in _match(
-              FileSystems.join(args.output, f'{SCORES_PREFIX}-*-of-*'))),
-          'errors': sorted(FileSystems.split(p)[1] for p in _match(
-              FileSystems.join(args.output, f'{ERRORS_PREFIX}-*-of-*'))),
-      },
+      'outputs': {'scores': _names(args.output, SCORES_PREFIX),
+                  'errors': _names(args.output, ERRORS_PREFIX)},
       'bundle': _bundle_identity(args.model),
       'options': _redacted(vars(args)),
       'pipeline_options': _redacted(options.get_all_options(
@@ -586,8 +604,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       _LOGGER.debug('The pipeline failed', exc_info=True)
       print(f'error: the pipeline failed: {_short(e)}', file=sys.stderr)
       if level != 'DEBUG':
-        print('(--log_level DEBUG shows the traceback; the earlier outputs '
-              'were put back)', file=sys.stderr)
+        print('(--log_level DEBUG shows the traceback)', file=sys.stderr)
       return 1
   totals, summary = result.summary['counts'], result.summary
   outdir = summary['options']['output']
