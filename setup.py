@@ -47,10 +47,8 @@ setuptools.setup(
         'gcp': ['apache-beam[gcp]>=2.77.0,<3'],
     },
     entry_points={
+        # Namespaced only: a bare `import` would shadow ImageMagick's tool.
         'console_scripts': [
-            'score = pipeline.score:main',
-            'train = model.train:main',
-            'import = model.import_keras:main',
             'ja-doc-score = pipeline.score:main',
             'ja-doc-train = model.train:main',
             'ja-doc-import = model.import_keras:main',

@@ -6,6 +6,8 @@ Keras-compatible tokenizer), the network, training, importing, and the bundle
 format that carries all of it from training to scoring.
 """
 
+# First: model.console drops Beam's notices before model.bundle imports Beam.
+from model import console  # pylint: disable=unused-import
 from model.bundle import Bundle, BundleError, load_bundle
 from model.text import Segmenter, TokenizerConfig, Vocabulary
 

@@ -4,30 +4,60 @@ Usage::
 
   python -m pipeline.score --input GLOB --model BUNDLE --output OUTDIR \\
       [--format jsonl|csv|parquet|tfrecord] [--num_shards N] \\
-      [--id_field id] [--text_field text] [any Beam runner flag]
+      [--scores_as list|columns] [--id_field id] [--text_field text] \\
+      [--progress_secs 10] [--log_level ERROR] [any Beam pipeline option]
 
 Writes ``OUTDIR/scores-SSSSS-of-NNNNN.<ext>`` (one record per document:
-``id``, ``scores``, ``n_tokens``, ``truncated``) and
-``OUTDIR/errors-SSSSS-of-NNNNN.jsonl`` (``id``, ``stage``, ``reason`` and,
-for unreadable records, ``source``). Every input record ends in exactly one
-of the two. The DirectRunner is the default runner.
+``id``, ``scores`` (or one column per output), ``n_tokens``, ``truncated``),
+``OUTDIR/_errors-SSSSS-of-NNNNN.jsonl`` (``id``, ``stage``, ``reason`` and,
+for unreadable records, ``source``) and ``OUTDIR/_SUMMARY.json``. Every input
+record ends in exactly one of the first two. Dataset readers pointed at
+``OUTDIR`` skip the ``_`` files and read exactly the scores. The DirectRunner
+is the default runner.
+
+Options are strict: one that neither this command nor Beam knows is an error
+naming the closest valid one. Inputs, the output directory and the bundle
+are checked before the pipeline is built; each problem is one line naming
+the option that fixes it, with exit status 2.
+
+A rerun into the same directory replaces the earlier outputs: they are set
+aside in ``OUTDIR/_previous/`` while the run goes, deleted when it succeeds
+and put back when it fails.
 """
 
+# First: model.console drops Beam's notices before Beam is imported.
+from model import console  # isort: skip
+
+import argparse
+import contextlib
+import datetime
+import hashlib
+import importlib.metadata
+import json
 import logging
+import os
+import shutil
 import sys
+import tempfile
 import time
 from typing import Any, Optional, Sequence
 
 import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options import pipeline_options as beam_options
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+from apache_beam.runners.runner import PipelineState
 
-from model.bundle import BundleError
-from pipeline import job_servers, scaling, watchdog
-from pipeline.readers import INPUT_FORMATS, ReadCorpus
-from pipeline.writers import OUTPUT_FORMATS, WriteErrors, WriteScores
+from model import storage
+from model.bundle import MANIFEST, BundleError
+from pipeline import job_servers, progress, scaling, watchdog
+from pipeline.readers import INPUT_FORMATS, ReadCorpus, input_format_of
+from pipeline.writers import (ERRORS_PREFIX, OUTPUT_FORMATS, SCORES_AS,
+                              SCORES_PREFIX, SUMMARY_NAME, WriteErrors,
+                              WriteScores)
 from transforms import ScoreDocuments
 from transforms.handler import DEFAULT_BATCH_TOKENS
 from transforms.metrics import NAMESPACE
@@ -35,7 +65,27 @@ from transforms.metrics import NAMESPACE
 _LOGGER = logging.getLogger(__name__)
 _COUNTERS = ('documents', 'tokens', 'unknown_tokens', 'truncated', 'empty',
              'errors', 'read_errors', 'scored', 'padded_tokens',
-             'models_loaded')
+             'models_loaded', 'bytes_read')
+_REQUIRED = ('input', 'model', 'output')
+_PREVIOUS = '_previous'
+# Output files of this command, earlier names included (``errors-*``).
+_OUTPUT_PATTERNS = (f'{SCORES_PREFIX}-*-of-*', f'{ERRORS_PREFIX}-*-of-*',
+                    'errors-*-of-*', SUMMARY_NAME)
+_TEMP_PREFIXES = tuple(f'beam-temp-{p}-' for p in (SCORES_PREFIX,
+                                                    ERRORS_PREFIX, 'errors'))
+_TEXT_SUFFIXES = ('.txt', '.text')
+_SECRET_WORDS = ('secret', 'password', 'token', 'key', 'credential',
+                 'connection_string')
+
+BEAM_EPILOG = (
+    'Apache Beam\'s pipeline options are accepted too, for example --runner, '
+    '--direct_running_mode, --direct_num_workers, --flink_master, '
+    '--parallelism, --job_endpoint, --environment_type, --temp_location, '
+    '--setup_file. An option that neither this command nor Beam knows is an '
+    'error.')
+
+
+UsageError = console.UsageError
 
 
 class ScoreOptions(PipelineOptions):
@@ -44,53 +94,118 @@ class ScoreOptions(PipelineOptions):
   def _add_argparse_args(cls, parser):
     # Not argparse-required: every PipelineOptions in the process parses
     # these arguments, including those of pipelines that embed the scorer.
-    parser.add_argument('--input',
-                        help='file pattern of the documents (any Beam '
-                        'filesystem)')
-    parser.add_argument('--model', help='bundle directory')
-    parser.add_argument('--output', help='output directory')
+    # `parse_args` checks them.
+    parser.add_argument('--input', metavar='PATTERN',
+                        help='file pattern of the documents, on any Beam '
+                        'filesystem (required)')
+    parser.add_argument('--model', metavar='BUNDLE',
+                        help='bundle directory (required)')
+    parser.add_argument('--output', metavar='OUTDIR',
+                        help='output directory (required)')
     parser.add_argument('--format', dest='output_format', default='jsonl',
                         choices=OUTPUT_FORMATS, help='format of the scores')
     parser.add_argument('--input_format', default='auto',
                         choices=INPUT_FORMATS + ('auto',),
-                        help='format of the input (default: by extension)')
-    parser.add_argument('--num_shards', type=int, default=0,
-                        help='output shards (0: the runner decides)')
-    parser.add_argument('--id_field', default='id')
-    parser.add_argument('--text_field', default='text')
-    parser.add_argument('--batch_tokens', type=int,
+                        help='format of the input; auto: by file extension')
+    parser.add_argument('--num_shards', type=console.non_negative_int,
+                        default=0,
+                        help='output shards; 0: the runner decides')
+    parser.add_argument('--scores_as', default='list', choices=SCORES_AS,
+                        help='list: one "scores" field; columns: one column '
+                        'per output, named after the bundle\'s outputs')
+    parser.add_argument('--id_field', default='id',
+                        help='id field of JSONL, CSV and Parquet input')
+    parser.add_argument('--text_field', default='text',
+                        help='text field of JSONL, CSV and Parquet input')
+    parser.add_argument('--batch_tokens', type=console.positive_int,
                         default=DEFAULT_BATCH_TOKENS,
                         help='token budget of one padded inference batch')
     parser.add_argument('--tf_threads', type=int, default=-1,
-                        help='TensorFlow threads per worker process (-1: the '
-                        "worker's share of the cores; 0: TensorFlow's "
-                        'default)')
-    parser.add_argument('--split_bytes', type=int, default=0,
+                        help='TensorFlow threads per worker process; -1: the '
+                        "worker's share of the cores (1 on Dataflow); 0: "
+                        "TensorFlow's default")
+    parser.add_argument('--split_bytes', type=console.non_negative_int,
+                        default=0,
                         help='size of the ranges large input files are cut '
-                        'into (0: automatic, at most 64 MiB)')
+                        'into; 0: automatic, at most 64 MiB')
     parser.add_argument('--rebalance', default='auto',
                         choices=('auto', 'always', 'never'),
-                        help='shuffle documents after reading (auto: on every '
-                        'runner but the local DirectRunner)')
+                        help='shuffle documents after reading; auto: on every '
+                        'runner but the local DirectRunner')
+    parser.add_argument('--allow_empty_input', action='store_true',
+                        help='a pattern that matches no file scores nothing '
+                        'instead of failing')
+    parser.add_argument('--progress_secs', type=console.non_negative_float,
+                        default=10.0,
+                        help='seconds between progress lines; 0: none')
+    console.add_log_level_argument(parser)
 
 
-class _CountAndLog(beam.DoFn):
-  """Counts scored documents and logs progress every ``every_secs``."""
-  def __init__(self, every_secs: float = 30.0):
-    self._every = every_secs
+def build_parser() -> console.StrictArgumentParser:
+  """The command line of ``pipeline.score`` (its own options only)."""
+  parser = console.StrictArgumentParser(
+      prog=console.prog_name('python -m pipeline.score'),
+      description='Score Japanese documents with a bundle on Apache Beam.',
+      epilog=BEAM_EPILOG)
+  ScoreOptions._add_argparse_args(parser)  # pylint: disable=protected-access
+  watchdog.WatchdogOptions._add_argparse_args(parser)  # pylint: disable=protected-access
+  return parser
+
+
+def _beam_parser(parser: console.StrictArgumentParser) -> argparse.ArgumentParser:
+  """Every registered Beam pipeline option, as ``get_all_options`` sees them,
+  reporting errors through ``parser``."""
+  class _Parser(beam_options._BeamArgumentParser):  # pylint: disable=protected-access
+    def error(self, message):
+      parser.error(message)
+  beam_parser = _Parser(allow_abbrev=False)
+  seen = {}
+  for cls in PipelineOptions.__subclasses__():
+    seen.setdefault(str(cls), cls)
+  for cls in seen.values():
+    if cls is not ScoreOptions:
+      cls._add_argparse_args(beam_parser)  # pylint: disable=protected-access
+  return beam_parser
+
+
+def parse_args(argv: Optional[Sequence[str]] = None
+               ) -> tuple[argparse.Namespace, PipelineOptions]:
+  """Parses the command line strictly.
+
+  Exits with status 2 (argparse) on an option that neither this command nor
+  Beam knows, naming the closest valid one, and on a bad or missing value.
+
+  Returns:
+    The command's options and the full `PipelineOptions`.
+  """
+  argv = list(sys.argv[1:] if argv is None else argv)
+  parser = build_parser()
+  args, rest = parser.parse_known_args(argv)
+  beam_parser = _beam_parser(parser)
+  _, unknown = beam_parser.parse_known_args(rest)
+  if unknown:
+    parser.extra_options = {
+        s for a in beam_parser._actions for s in a.option_strings}  # pylint: disable=protected-access
+    parser.reject_unknown(unknown)
+  missing = [f'--{name}' for name in _REQUIRED if not getattr(args, name)]
+  if missing:
+    parser.error(f'the following arguments are required: '
+                 f'{", ".join(missing)}')
+  return args, PipelineOptions(argv)
+
+
+class _CountScored(beam.DoFn):
+  """Counts scored documents and their tokens (Beam counter and progress)."""
+  def __init__(self):
     self._scored = Metrics.counter(NAMESPACE, 'scored')
-
-  def start_bundle(self):
-    self._count, self._last = 0, time.monotonic()
 
   def process(self, record):
     self._scored.inc()
-    self._count += 1
-    now = time.monotonic()
-    if now - self._last >= self._every:
-      _LOGGER.info('Scored %d documents in this bundle so far', self._count)
-      self._last = now
+    progress.tally(scored=1, tokens=record['n_tokens'])
     yield record
+
+  def finish_bundle(self):
+    progress.flush()
 
 
 def _count_read_error(record):
@@ -99,114 +214,466 @@ def _count_read_error(record):
   return record
 
 
-def build(pipeline: beam.Pipeline, opts: ScoreOptions,
+def _tally_error(record):
+  progress.tally(errors=1)
+  return record
+
+
+def build(pipeline: beam.Pipeline, opts: Any,
+          scorer: Optional[ScoreDocuments] = None,
           plan: Optional[scaling.Plan] = None) -> None:
-  """Adds the read, score and write steps to ``pipeline``."""
-  plan = plan or scaling.plan(pipeline.options, [], pattern=opts.input,
-                              tf_threads=opts.tf_threads,
-                              split_bytes=opts.split_bytes,
-                              rebalance=opts.rebalance)
+  """Adds the read, score and write steps to ``pipeline``.
+
+  Args:
+    pipeline: the pipeline.
+    opts: the command's options (`ScoreOptions` or `parse_args`' namespace).
+    scorer: the `ScoreDocuments` to use (built from ``opts`` if not given).
+    plan: how the job spreads (`pipeline.scaling.plan`; made from ``opts``
+      and the pipeline's options if not given).
+  """
+  plan = plan or scaling.plan(
+      pipeline.options, [], pattern=opts.input,
+      tf_threads=getattr(opts, 'tf_threads', -1),
+      split_bytes=getattr(opts, 'split_bytes', 0),
+      rebalance=getattr(opts, 'rebalance', 'auto'))
+  scorer = scorer or ScoreDocuments(opts.model, batch_tokens=opts.batch_tokens,
+                                    tf_threads=plan.tf_threads)
   docs, read_errors = pipeline | 'ReadCorpus' >> ReadCorpus(
       opts.input, opts.input_format, id_field=opts.id_field,
       text_field=opts.text_field, split_bytes=plan.split_bytes,
       rebalance=plan.rebalance)
-  scores, errors = docs | 'ScoreDocuments' >> ScoreDocuments(
-      opts.model, batch_tokens=opts.batch_tokens, tf_threads=plan.tf_threads)
+  scores, errors = docs | 'ScoreDocuments' >> scorer
   counted = read_errors | 'CountReadErrors' >> beam.Map(_count_read_error)
-  _ = (scores | 'CountAndLog' >> beam.ParDo(_CountAndLog())
-       | 'WriteScores' >> WriteScores(opts.output, opts.output_format,
-                                      num_shards=opts.num_shards))
+  _ = (scores | 'CountScored' >> beam.ParDo(_CountScored())
+       | 'WriteScores' >> WriteScores(
+           opts.output, opts.output_format, num_shards=opts.num_shards,
+           output_names=scorer.output_names,
+           scores_as=getattr(opts, 'scores_as', 'list')))
   _ = ((errors, counted) | 'AllErrors' >> beam.Flatten()
+       | 'TallyErrors' >> beam.Map(_tally_error)
        | 'WriteErrors' >> WriteErrors(opts.output,
                                       num_shards=opts.num_shards))
 
 
-def _existing_outputs(outdir: str) -> dict[str, Any]:
-  """``scores-*``/``errors-*`` shard files in ``outdir``, with their mtimes."""
-  found = {}
-  for name in ('scores-*-of-*', 'errors-*-of-*'):
-    pattern = FileSystems.join(outdir, name)
-    for meta in FileSystems.match([pattern])[0].metadata_list:
-      found[meta.path] = getattr(meta, 'last_updated_in_seconds', None)
-  return found
+# Checks before the pipeline is built.
 
 
-def _remove_stale_outputs(outdir: str, before: dict[str, Any]) -> list[str]:
-  """Deletes shards of an earlier run that this run did not rewrite.
+def _is_local(path: str) -> bool:
+  return '://' not in path
 
-  A rerun with another shard count or format would otherwise leave the
-  earlier run's shards beside the new ones. A shard this run wrote has a new
-  modification time; one it did not write keeps the time seen before.
+
+def _known_format(path: str) -> bool:
+  """Whether the file's extension (compression suffix aside) names a format."""
+  name = path
+  if CompressionTypes.detect_compression_type(path) != (
+      CompressionTypes.UNCOMPRESSED):
+    name = os.path.splitext(path)[0]
+  return (input_format_of(name) != 'text' or
+          name.lower().endswith(_TEXT_SUFFIXES))
+
+
+def check_input(pattern: str, *, input_format: str = 'auto',
+                allow_empty: bool = False) -> tuple[int, int]:
+  """Checks that ``pattern`` names readable input.
+
+  Returns:
+    ``(files, total bytes)``.
+
+  Raises:
+    UsageError: no such file, no match (unless ``allow_empty``), a
+      directory, or a file whose format the extension does not tell.
   """
-  now = _existing_outputs(outdir)
-  stale = [path for path, updated in before.items()
-           if path in now and now[path] == updated]
+  try:
+    found = FileSystems.match([pattern])[0].metadata_list
+  except Exception as e:  # pylint: disable=broad-except
+    raise UsageError(f'--input {pattern}: cannot list it ({e}).') from e
+  wildcard = any(c in pattern for c in '*?[')
+  if _is_local(pattern):
+    dirs = [m.path for m in found if os.path.isdir(m.path)]
+    if dirs:
+      raise UsageError(
+          f'--input {pattern}: {dirs[0]} is a directory; give a file '
+          f'pattern such as {os.path.join(dirs[0], "*.jsonl")}.')
+  if not found:
+    if not wildcard:
+      raise UsageError(f'--input {pattern}: no such file.')
+    if not allow_empty:
+      raise UsageError(f'--input {pattern}: the pattern matches no file '
+                       f'(--allow_empty_input accepts that).')
+  if input_format == 'auto':
+    unknown = [m.path for m in found if not _known_format(m.path)]
+    if unknown:
+      raise UsageError(
+          f'--input: cannot tell the format of {unknown[0]} from its name'
+          f'{f" (and {len(unknown) - 1} more files)" if len(unknown) > 1 else ""}; '
+          f'give --input_format {"|".join(INPUT_FORMATS)}.')
+  return len(found), sum(m.size_in_bytes or 0 for m in found)
+
+
+def check_output(outdir: str) -> None:
+  """Checks that files can be written to ``outdir`` (creating it).
+
+  Raises:
+    UsageError: ``outdir`` is a file or cannot be written.
+  """
+  if _is_local(outdir):
+    if os.path.exists(outdir) and not os.path.isdir(outdir):
+      raise UsageError(f'--output {outdir}: is a file; give a directory.')
+  elif any(m.path.rstrip('/') == outdir.rstrip('/') for m in
+           FileSystems.match([outdir])[0].metadata_list):
+    raise UsageError(f'--output {outdir}: is a file; give a directory.')
+  console.check_writable_dir(outdir, '--output')
+
+
+def load_scorer(opts: Any, *, tf_threads: int = 0) -> ScoreDocuments:
+  """Loads and checks the bundle; checks ``--scores_as`` against it.
+
+  Raises:
+    UsageError: the bundle is missing or invalid, or its output names
+      cannot be columns.
+  """
+  try:
+    scorer = ScoreDocuments(opts.model, batch_tokens=opts.batch_tokens,
+                            tf_threads=tf_threads)
+  except BundleError as e:
+    raise UsageError(f'--model {opts.model}: {e}') from e
+  if opts.scores_as == 'columns':
+    from pipeline.writers import score_fields  # pylint: disable=import-outside-toplevel
+    try:
+      score_fields(scorer.output_names, 'columns')
+    except ValueError as e:
+      raise UsageError(f'--scores_as columns: {e} Use --scores_as list.') from e
+  return scorer
+
+
+# Earlier outputs, temporary files, the summary.
+
+
+def _match(pattern: str) -> list[str]:
+  try:
+    return [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+  except Exception:  # pylint: disable=broad-except
+    return []
+
+
+def _output_files(outdir: str) -> list[str]:
+  return sorted({p for name in _OUTPUT_PATTERNS
+                 for p in _match(FileSystems.join(outdir, name))})
+
+
+def _move(paths: Sequence[str], directory: str) -> None:
+  if not paths:
+    return
+  if _is_local(directory):
+    os.makedirs(directory, exist_ok=True)
+  FileSystems.rename(list(paths), [
+      FileSystems.join(directory, FileSystems.split(p)[1]) for p in paths])
+
+
+def set_aside_earlier_outputs(outdir: str) -> int:
+  """Moves an earlier run's outputs to ``OUTDIR/_previous/``.
+
+  Files already there (a run that was killed) stay there unless newer
+  outputs replace them. Returns how many files were moved.
+  """
+  previous = FileSystems.join(outdir, _PREVIOUS)
+  current = _output_files(outdir)
+  if current and _match(FileSystems.join(previous, '*')):
+    storage.remove_tree(previous)
+  _move(current, previous)
+  return len(current)
+
+
+def restore_earlier_outputs(outdir: str) -> None:
+  """Puts the outputs set aside back (the run failed)."""
+  previous = FileSystems.join(outdir, _PREVIOUS)
+  stale = _output_files(outdir)
   if stale:
     FileSystems.delete(stale)
-    _LOGGER.info('Removed %d output files of an earlier run', len(stale))
-  return stale
+  _move(_match(FileSystems.join(previous, '*')), outdir)
+  if FileSystems.exists(previous):
+    storage.remove_tree(previous)
 
 
-def summarize(result) -> dict[str, int]:
-  """The pipeline's counters, by name."""
+def drop_earlier_outputs(outdir: str) -> None:
+  """Deletes the outputs set aside (the run succeeded)."""
+  previous = FileSystems.join(outdir, _PREVIOUS)
+  if FileSystems.exists(previous) or _match(FileSystems.join(previous, '*')):
+    storage.remove_tree(previous)
+
+
+def remove_temporary_files(outdir: str) -> None:
+  """Deletes the ``beam-temp-*`` folders of this command's sinks."""
+  if _is_local(outdir):
+    try:
+      names = os.listdir(outdir)
+    except OSError:
+      return
+    for name in names:
+      if name.startswith(_TEMP_PREFIXES):
+        shutil.rmtree(os.path.join(outdir, name), ignore_errors=True)
+    return
+  files = [p for prefix in _TEMP_PREFIXES
+           for p in _match(FileSystems.join(outdir, prefix + '*', '*'))]
+  if files:
+    FileSystems.delete(files)
+
+
+def _remove_empty_jsonl(outdir: str) -> None:
+  # pyarrow's JSON reader refuses empty files; an empty shard holds nothing.
+  empty = [m.path for m in FileSystems.match([FileSystems.join(
+      outdir, f'{SCORES_PREFIX}-*-of-*.jsonl')])[0].metadata_list
+           if not m.size_in_bytes]
+  if empty:
+    FileSystems.delete(empty)
+
+
+def summarize(result, *, attempted: bool = False) -> dict[str, int]:
+  """The pipeline's counters, by name (committed values where the runner
+  has them, unless ``attempted``)."""
   counters = result.metrics().query(
       MetricsFilter().with_namespace(NAMESPACE))['counters']
   totals = {name: 0 for name in _COUNTERS}
   for counter in counters:
     name = counter.key.metric.name
     if name in totals:
-      value = counter.committed if counter.committed is not None else (
-          counter.attempted)
+      value = counter.committed if (
+          counter.committed is not None and not attempted) else (
+              counter.attempted)
       totals[name] += value or 0
   return totals
 
 
-def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
-  """Builds and runs the scoring pipeline; returns the PipelineResult."""
-  argv = list(argv if argv is not None else sys.argv[1:])
-  options = PipelineOptions(argv)
-  opts = options.view_as(ScoreOptions)
-  missing = [f'--{name}' for name in ('input', 'model', 'output')
-             if not getattr(opts, name)]
-  if missing:
-    raise ValueError(f'the arguments {", ".join(missing)} are required.')
-  plan = scaling.plan(options, argv, pattern=opts.input,
-                      tf_threads=opts.tf_threads, split_bytes=opts.split_bytes,
-                      rebalance=opts.rebalance)
-  if plan.flags and test_pipeline is None:
-    options = PipelineOptions(argv + plan.flags)
-    opts = options.view_as(ScoreOptions)
-  _LOGGER.info('Scoring with %s', plan)
-  options.view_as(SetupOptions).save_main_session = False
-  before = _existing_outputs(opts.output)
-  if test_pipeline is None:
-    # Flink/Spark: the job-server jar through Maven, Java 17 flags.
-    job_servers.prepare_runner(options)
-  pipeline = test_pipeline or beam.Pipeline(options=options)
-  build(pipeline, opts, plan)
-  result = watchdog.run_and_wait(pipeline, opts.output)
-  _remove_stale_outputs(opts.output, before)
+def _package_versions() -> dict[str, str]:
+  versions = {}
+  for name in ('ja-doc-scorer', 'apache-beam', 'tensorflow', 'keras',
+               'mecab-python3', 'unidic-lite', 'numpy', 'pyarrow'):
+    try:
+      versions[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      pass
+  return versions
+
+
+def _redacted(options: dict[str, Any]) -> dict[str, Any]:
+  return {k: ('<redacted>' if any(w in k.lower() for w in _SECRET_WORDS)
+              else v) for k, v in options.items()}
+
+
+def _bundle_identity(path: str) -> dict[str, Any]:
+  raw = storage.read_bytes(FileSystems.join(path, MANIFEST))
+  manifest = json.loads(raw)
+  return {'path': path, 'manifest_sha256': hashlib.sha256(raw).hexdigest(),
+          'checksums': manifest.get('checksums', {}),
+          'outputs': manifest.get('outputs', [])}
+
+
+def _now() -> str:
+  return datetime.datetime.now(datetime.timezone.utc).isoformat(
+      timespec='seconds')
+
+
+def write_summary(outdir: str, summary: dict[str, Any]) -> str:
+  path = FileSystems.join(outdir, SUMMARY_NAME)
+  storage.write_bytes(path, json.dumps(summary, ensure_ascii=False, indent=2,
+                                       default=str).encode('utf-8'))
+  return path
+
+
+@contextlib.contextmanager
+def _progress(every_secs: float, total_bytes: Optional[int]):
+  """A `progress.ProgressReporter` for one run, with its directory."""
+  directory = tempfile.mkdtemp(prefix='ja-doc-progress-')
+  saved = os.environ.get(progress.PROGRESS_DIR_ENV)
+  os.environ[progress.PROGRESS_DIR_ENV] = directory
+  reporter = progress.ProgressReporter(every_secs, directory,
+                                       total_bytes=total_bytes,
+                                       log=_LOGGER.info).start()
+  try:
+    yield reporter
+  finally:
+    reporter.stop()
+    if saved is None:
+      os.environ.pop(progress.PROGRESS_DIR_ENV, None)
+    else:
+      os.environ[progress.PROGRESS_DIR_ENV] = saved
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _run_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace,
+                  reporter: progress.ProgressReporter):
+  """Runs ``pipeline`` with the earlier outputs set aside; returns the
+  result. Whatever happens, no temporary folder stays behind and the output
+  directory holds either this run's outputs or the earlier ones."""
+  outdir = args.output
+  moved = set_aside_earlier_outputs(outdir)
+  if moved:
+    _LOGGER.debug('Set aside %d files of an earlier run', moved)
+  result, succeeded = None, False
+  try:
+    def on_start(started):
+      if _metrics_while_running(started):
+        reporter.use_metrics(lambda: summarize(started, attempted=True))
+    # The watchdog fails the run, instead of hanging, when a worker dies.
+    result = watchdog.run_and_wait(pipeline, outdir, on_start=on_start)
+    state = result.state
+    if state is not None and state != PipelineState.DONE:
+      raise RuntimeError(f'the pipeline ended in state {state}.')
+    succeeded = True
+  finally:
+    if not succeeded and result is not None and not (
+        PipelineState.is_terminal(result.state)):
+      try:
+        result.cancel()
+      except Exception:  # pylint: disable=broad-except
+        _LOGGER.warning('Could not cancel the job; it may still run.')
+    remove_temporary_files(outdir)
+    if succeeded:
+      drop_earlier_outputs(outdir)
+      if args.output_format == 'jsonl':
+        _remove_empty_jsonl(outdir)
+    else:
+      restore_earlier_outputs(outdir)
   return result
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-  logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+def _names(outdir: str, prefix: str) -> list[str]:
+  return sorted(FileSystems.split(p)[1] for p in _match(
+      FileSystems.join(outdir, f'{prefix}-*-of-*')))
+
+
+def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
+  """Checks, builds and runs the scoring pipeline; writes ``_SUMMARY.json``.
+
+  Returns:
+    The PipelineResult; its ``summary`` attribute holds what was written to
+    ``_SUMMARY.json``.
+
+  Raises:
+    UsageError: a check before the pipeline failed (the message names the
+      option that fixes it).
+    SystemExit: bad command line (argparse, status 2).
+  """
+  args, options = parse_args(argv)
+  started, clock = _now(), time.monotonic()
+  files, total_bytes = check_input(args.input, input_format=args.input_format,
+                                   allow_empty=args.allow_empty_input)
+  check_output(args.output)
+  argv = list(sys.argv[1:] if argv is None else argv)
   try:
-    result = run(argv)
-  except (BundleError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
-  except watchdog.RunAborted as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 1
-  totals = summarize(result)
-  opts = PipelineOptions(argv).view_as(ScoreOptions)
-  print(f'Scored {totals["scored"]} documents ({totals["tokens"]} tokens, '
-        f'{totals["unknown_tokens"]} unknown, {totals["truncated"]} '
-        f'truncated, {totals["empty"]} empty); {totals["errors"]} errors.')
-  print(f'Outputs: {FileSystems.join(opts.output, "scores-*")} and '
-        f'{FileSystems.join(opts.output, "errors-*")}')
+    plan = scaling.plan(options, argv, size=total_bytes,
+                        tf_threads=args.tf_threads,
+                        split_bytes=args.split_bytes,
+                        rebalance=args.rebalance)
+  except ValueError as e:
+    raise UsageError(str(e)) from e
+  if plan.flags and test_pipeline is None:
+    options = PipelineOptions(argv + plan.flags)
+  scorer = load_scorer(args, tf_threads=plan.tf_threads)
+  options.view_as(SetupOptions).save_main_session = False
+  if test_pipeline is None:
+    # Flink/Spark: the job-server jar through Maven, Java 17 flags.
+    job_servers.prepare_runner(options)
+  runner = options.view_as(beam_options.StandardOptions).runner or (
+      'DirectRunner')
+  _LOGGER.info('Scoring %s (%d file%s, %s bytes) with %s into %s on %s%s',
+               args.input, files, '' if files == 1 else 's',
+               f'{total_bytes:,}', args.model, args.output, runner,
+               f' ({plan.workers} worker processes)' if plan.workers > 1
+               else '')
+  _LOGGER.debug('Scaling plan: %r', plan)
+  pipeline = test_pipeline or beam.Pipeline(options=options)
+  build(pipeline, args, scorer, plan)
+  with _progress(args.progress_secs, total_bytes or None) as reporter:
+    result = _run_pipeline(pipeline, args, reporter)
+  result.summary = {
+      'command': 'pipeline.score',
+      'status': 'succeeded',
+      'started_at': started,
+      'finished_at': _now(),
+      'seconds': round(time.monotonic() - clock, 3),
+      'counts': summarize(result),
+      'input': {'pattern': args.input, 'files': files, 'bytes': total_bytes},
+      'outputs': {'scores': _names(args.output, SCORES_PREFIX),
+                  'errors': _names(args.output, ERRORS_PREFIX)},
+      'bundle': _bundle_identity(args.model),
+      'options': _redacted(vars(args)),
+      'pipeline_options': _redacted(options.get_all_options(
+          drop_default=True)),
+      'packages': _package_versions(),
+  }
+  write_summary(args.output, result.summary)
+  return result
+
+
+def _metrics_while_running(result) -> bool:
+  """Whether to poll the job's metrics while it runs.
+
+  Not on the DirectRunner (its result comes at the end) nor on portable job
+  services (Flink, Spark, local): their result keeps the first answer to a
+  metrics query, which would then stand for the final counts.
+  """
+  from apache_beam.runners.portability import portable_runner  # pylint: disable=import-outside-toplevel
+  return not (PipelineState.is_terminal(result.state) or
+              isinstance(result, portable_runner.PipelineResult))
+
+
+def _short(error: BaseException) -> str:
+  """The last meaningful line of an error (Beam wraps worker tracebacks)."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  where = next((line for line in reversed(lines)
+                if line.startswith('[while running')), '')
+  text = next((line for line in reversed(lines)
+               if not line.startswith('[while running')), type(error).__name__)
+  return f'{text} {where}'.strip()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """``python -m pipeline.score`` and ``ja-doc-score``; returns the exit
+  status."""
+  argv = list(sys.argv[1:] if argv is None else argv)
+  level = _log_level(argv)
+  with console.Console(level, command=__name__):
+    try:
+      result = run(argv)
+    except SystemExit as e:  # argparse: usage errors and --help
+      return e.code if isinstance(e.code, int) else 2
+    except UsageError as e:
+      return console.fail(str(e))
+    except watchdog.RunAborted as e:
+      print(f'error: {e}', file=sys.stderr)
+      return 1
+    except KeyboardInterrupt:
+      return console.fail('interrupted.')
+    except Exception as e:  # pylint: disable=broad-except
+      _LOGGER.debug('The pipeline failed', exc_info=True)
+      print(f'error: the pipeline failed: {_short(e)}', file=sys.stderr)
+      if level != 'DEBUG':
+        print('(--log_level DEBUG shows the traceback)', file=sys.stderr)
+      return 1
+  totals, summary = result.summary['counts'], result.summary
+  outdir = summary['options']['output']
+  ext = summary['options']['output_format']
+  print(f'Scored {totals["scored"]:,} documents ({totals["tokens"]:,} tokens, '
+        f'{totals["unknown_tokens"]:,} unknown, {totals["truncated"]:,} '
+        f'truncated, {totals["empty"]:,} empty); {totals["errors"]:,} errors '
+        f'in {summary["seconds"]:.1f} s.')
+  print(f'Outputs: {FileSystems.join(outdir, f"{SCORES_PREFIX}-*.{ext}")}; '
+        f'errors: {FileSystems.join(outdir, f"{ERRORS_PREFIX}-*.jsonl")}; '
+        f'summary: {FileSystems.join(outdir, SUMMARY_NAME)}')
   return 0
+
+
+def _log_level(argv: Sequence[str]) -> str:
+  """``--log_level`` read ahead of parsing (the console comes first)."""
+  level = console.DEFAULT_LOG_LEVEL
+  for i, arg in enumerate(argv):
+    if arg == '--log_level' and i + 1 < len(argv):
+      level = argv[i + 1]
+    elif arg.startswith('--log_level='):
+      level = arg.split('=', 1)[1]
+  level = level.upper()
+  return level if level in console.LOG_LEVELS else console.DEFAULT_LOG_LEVEL
 
 
 if __name__ == '__main__':

@@ -26,7 +26,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -44,7 +44,7 @@ _WORKER_THREAD = 'run_worker'
 _CLOSED_CHANNEL = 'Channel closed prematurely'
 # Command-line marks of an SDK worker process started by the DirectRunner.
 _WORKER_MARK = b'apache_beam.runners.worker.sdk_worker_main'
-_OUTPUT_SHARDS = ('scores-*-of-*', 'errors-*-of-*')
+_OUTPUT_SHARDS = ('scores-*-of-*', '_errors-*-of-*', 'errors-*-of-*')
 _TEMP_DIRS = 'beam-temp-*'
 
 
@@ -226,7 +226,9 @@ def _died_message(reason: str, outdir: str) -> str:
 
 def run_and_wait(pipeline: beam.Pipeline, outdir: str, *,
                  grace_secs: float = 5.0,
-                 poll_secs: float = 0.5) -> PipelineResult:
+                 poll_secs: float = 0.5,
+                 on_start: Optional[Callable[[PipelineResult], None]] = None
+                 ) -> PipelineResult:
   """Runs ``pipeline``, waits for it and never hangs on a dead worker.
 
   Args:
@@ -237,6 +239,8 @@ def run_and_wait(pipeline: beam.Pipeline, outdir: str, *,
     grace_secs: how long Beam may take to fail by itself after a worker
       process exited, before the run is stopped here.
     poll_secs: how often to look at the run.
+    on_start: called with the PipelineResult as soon as the job started
+      (e.g. to poll its metrics), before it is waited for.
 
   Returns:
     The finished PipelineResult.
@@ -263,6 +267,8 @@ def run_and_wait(pipeline: beam.Pipeline, outdir: str, *,
   def run():
     try:
       box['result'] = pipeline.run()
+      if on_start is not None:
+        on_start(box['result'])
       box['result'].wait_until_finish()
     except BaseException as e:  # pylint: disable=broad-except
       box['error'] = e

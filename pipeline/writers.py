@@ -1,15 +1,22 @@
 """Writers for the scoring pipeline's outputs.
 
 ``OUTDIR/scores-SSSSS-of-NNNNN.<ext>`` in JSONL, CSV, Parquet or TFRecord
-(``tf.train.Example``), and ``OUTDIR/errors-SSSSS-of-NNNNN.jsonl``. Beam's
-file sinks write to a temporary directory and rename when done, so no partial
-shard is ever left under a final name.
+(``tf.train.Example``), and ``OUTDIR/_errors-SSSSS-of-NNNNN.jsonl``. The
+error shards start with ``_`` so that dataset readers pointed at ``OUTDIR``
+(pyarrow, pandas, Spark, which skip names starting with ``_`` or ``.``) read
+exactly the scores. Beam's file sinks write to a temporary directory and
+rename when done, so no partial shard is ever left under a final name.
+
+Scores go either as one ``scores`` list (``scores_as='list'``, the default)
+or as one column per output named after the bundle's outputs
+(``scores_as='columns'``).
 """
 
 import csv
 import io
 import json
 import logging
+from typing import Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -17,35 +24,80 @@ from apache_beam.io.filesystems import FileSystems
 _LOGGER = logging.getLogger(__name__)
 
 OUTPUT_FORMATS = ('jsonl', 'csv', 'parquet', 'tfrecord')
+SCORES_AS = ('list', 'columns')
+SCORES_PREFIX = 'scores'
+ERRORS_PREFIX = '_errors'
+SUMMARY_NAME = '_SUMMARY.json'
+_FIXED_FIELDS = ('id', 'n_tokens', 'truncated')
 
 
-def _csv_line(record: dict) -> str:
+def score_fields(output_names: Optional[Sequence[str]],
+                 scores_as: str = 'list') -> list[str]:
+  """The fields of a score record, in order.
+
+  Raises:
+    ValueError: ``scores_as`` is unknown, or an output name is empty,
+      repeated, or one of ``id``, ``n_tokens``, ``truncated``.
+  """
+  if scores_as not in SCORES_AS:
+    raise ValueError(f'scores_as must be one of {SCORES_AS}; received '
+                     f'{scores_as!r}.')
+  if scores_as == 'list':
+    return ['id', 'scores', 'n_tokens', 'truncated']
+  names = list(output_names or [])
+  bad = sorted({n for n in names if not n or n in _FIXED_FIELDS or
+                names.count(n) > 1})
+  if not names or bad:
+    raise ValueError(
+        f'the bundle\'s output names {names} cannot be columns (empty, '
+        f'repeated, or one of {list(_FIXED_FIELDS)}: {bad}).')
+  return ['id', *names, 'n_tokens', 'truncated']
+
+
+def _flat(record: dict, names: Optional[Sequence[str]]) -> dict:
+  """The record with its scores as named fields when ``names`` is given."""
+  if names is None:
+    return record
+  out = {'id': record['id']}
+  out.update(zip(names, record['scores']))
+  out['n_tokens'] = record['n_tokens']
+  out['truncated'] = record['truncated']
+  return out
+
+
+def _csv_text(values: Sequence) -> str:
   out = io.StringIO()
-  csv.writer(out, lineterminator='').writerow([
-      record['id'], json.dumps(record['scores']), record['n_tokens'],
-      str(record['truncated']).lower()
-  ])
+  csv.writer(out, lineterminator='').writerow(values)
   return out.getvalue()
 
 
-def _tf_example(record: dict) -> bytes:
+def _csv_line(record: dict, names: Optional[Sequence[str]] = None) -> str:
+  scores = (list(record['scores']) if names is not None
+            else [json.dumps(record['scores'])])
+  return _csv_text([record['id'], *scores, record['n_tokens'],
+                    str(record['truncated']).lower()])
+
+
+def _tf_example(record: dict, names: Optional[Sequence[str]] = None) -> bytes:
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  floats = lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=v))
+  ints = lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v))
   feature = {
       'id': tf.train.Feature(bytes_list=tf.train.BytesList(
           value=[str(record['id']).encode('utf-8')])),
-      'scores': tf.train.Feature(float_list=tf.train.FloatList(
-          value=record['scores'])),
-      'n_tokens': tf.train.Feature(int64_list=tf.train.Int64List(
-          value=[record['n_tokens']])),
-      'truncated': tf.train.Feature(int64_list=tf.train.Int64List(
-          value=[int(record['truncated'])])),
+      'n_tokens': ints([record['n_tokens']]),
+      'truncated': ints([int(record['truncated'])]),
   }
+  if names is None:
+    feature['scores'] = floats(record['scores'])
+  else:
+    feature.update({n: floats([s]) for n, s in zip(names, record['scores'])})
   return tf.train.Example(features=tf.train.Features(
       feature=feature)).SerializeToString()
 
 
-def _parquet_row(record: dict) -> dict:
-  return {**record, 'id': str(record['id'])}
+def _parquet_row(record: dict, names: Optional[Sequence[str]] = None) -> dict:
+  return {**_flat(record, names), 'id': str(record['id'])}
 
 
 def json_line(record: dict) -> str:
@@ -65,48 +117,64 @@ def json_line(record: dict) -> str:
 class WriteScores(beam.PTransform):
   """Writes score records to ``OUTDIR/scores-SSSSS-of-NNNNN.<ext>``.
 
-  JSONL and CSV keep ``scores`` as a JSON list; CSV, Parquet and TFRecord
-  write ids as strings (these formats need one type per column).
+  JSONL and CSV keep ``scores`` as a JSON list by default; CSV, Parquet and
+  TFRecord write ids as strings (these formats need one type per column).
+
+  Args:
+    outdir: the output directory on any Beam filesystem.
+    output_format: one of `OUTPUT_FORMATS`.
+    num_shards: output shards; 0 lets the runner decide.
+    output_names: the bundle's output names (needed for ``columns``).
+    scores_as: ``list`` (one ``scores`` field) or ``columns`` (one field per
+      output, named after it).
   """
   def __init__(self, outdir: str, output_format: str = 'jsonl', *,
-               num_shards: int = 0):
+               num_shards: int = 0,
+               output_names: Optional[Sequence[str]] = None,
+               scores_as: str = 'list'):
     super().__init__()
     if output_format not in OUTPUT_FORMATS:
       raise ValueError(f'output format must be one of {OUTPUT_FORMATS}; '
                        f'received {output_format!r}.')
-    self._prefix = FileSystems.join(outdir, 'scores')
+    self._fields = score_fields(output_names, scores_as)
+    self._names = (list(output_names) if scores_as == 'columns' else None)
+    self._prefix = FileSystems.join(outdir, SCORES_PREFIX)
     self._format = output_format
     self._num_shards = num_shards
 
   def expand(self, records):
     fmt, prefix, shards = self._format, self._prefix, self._num_shards
+    names = self._names
     if fmt == 'jsonl':
-      return (records | 'ToJson' >> beam.Map(json_line)
+      return (records | 'ToJson' >> beam.Map(
+          lambda r: json_line(_flat(r, names)))
               | 'WriteJsonl' >> beam.io.WriteToText(
                   prefix, file_name_suffix='.jsonl', num_shards=shards))
     if fmt == 'csv':
-      return (records | 'ToCsv' >> beam.Map(_csv_line)
+      return (records | 'ToCsv' >> beam.Map(_csv_line, names)
               | 'WriteCsv' >> beam.io.WriteToText(
                   prefix, file_name_suffix='.csv', num_shards=shards,
-                  header='id,scores,n_tokens,truncated'))
+                  header=_csv_text(self._fields)))
     if fmt == 'tfrecord':
-      return (records | 'ToExample' >> beam.Map(_tf_example)
+      return (records | 'ToExample' >> beam.Map(_tf_example, names)
               | 'WriteTfrecord' >> beam.io.WriteToTFRecord(
                   prefix, file_name_suffix='.tfrecord', num_shards=shards))
     import pyarrow as pa  # pylint: disable=import-outside-toplevel
-    schema = pa.schema([('id', pa.string()), ('scores', pa.list_(pa.float64())),
+    scores = ([('scores', pa.list_(pa.float64()))] if names is None else
+              [(n, pa.float64()) for n in names])
+    schema = pa.schema([('id', pa.string()), *scores,
                         ('n_tokens', pa.int64()), ('truncated', pa.bool_())])
-    return (records | 'ToParquetRow' >> beam.Map(_parquet_row)
+    return (records | 'ToParquetRow' >> beam.Map(_parquet_row, names)
             | 'WriteParquet' >> beam.io.WriteToParquet(
                 prefix, schema, file_name_suffix='.parquet',
                 num_shards=shards))
 
 
 class WriteErrors(beam.PTransform):
-  """Writes error records to ``OUTDIR/errors-SSSSS-of-NNNNN.jsonl``."""
+  """Writes error records to ``OUTDIR/_errors-SSSSS-of-NNNNN.jsonl``."""
   def __init__(self, outdir: str, *, num_shards: int = 0):
     super().__init__()
-    self._prefix = FileSystems.join(outdir, 'errors')
+    self._prefix = FileSystems.join(outdir, ERRORS_PREFIX)
     self._num_shards = num_shards
 
   def expand(self, errors):

@@ -83,7 +83,7 @@ def _read_scores(outdir, fmt):
 
 def _read_errors(outdir):
   records = []
-  for path in glob.glob(os.path.join(outdir, 'errors-*-of-*.jsonl')):
+  for path in glob.glob(os.path.join(outdir, '_errors-*-of-*.jsonl')):
     with open(path, encoding='utf-8') as f:
       records += [json.loads(line) for line in f]
   return records
@@ -129,35 +129,175 @@ def test_scores_match_the_transform(tmp_path, corpus, trained_bundle):
                                atol=1e-5)
 
 
-def test_rerun_replaces_earlier_output(tmp_path, corpus, trained_bundle):
-  path, good_ids, _ = _write_inputs(str(tmp_path / 'in'), corpus, 'jsonl')
-  outdir = str(tmp_path / 'out')
-  base = ['--input', path, '--model', trained_bundle.path, '--output', outdir]
+
+
+def _clean_input(directory, corpus, n=DOCS):
+  os.makedirs(directory, exist_ok=True)
+  path = os.path.join(directory, 'clean.jsonl')
+  with open(path, 'w', encoding='utf-8') as f:
+    for d in corpus[:n]:
+      f.write(json.dumps({'id': d['id'], 'text': d['text']},
+                         ensure_ascii=False) + '\n')
+  return path
+
+
+def _contents(outdir):
+  out = {}
+  for name in sorted(os.listdir(outdir)):
+    if name != '_SUMMARY.json':
+      with open(os.path.join(outdir, name), 'rb') as f:
+        out[name] = f.read()
+  return out
+
+
+def test_reruns_replace_earlier_outputs_and_stay_stable(tmp_path, corpus,
+                                                        trained_bundle):
+  """No flip-flop: two reruns with no errors leave the same set of files."""
+  path = _clean_input(str(tmp_path / 'in'), corpus)
+  outdir = tmp_path / 'out'
+  outdir.mkdir()
+  (outdir / 'errors-00000-of-00004.jsonl').write_text('')  # earlier naming
+  base = ['--input', path, '--model', trained_bundle.path, '--output',
+          str(outdir)]
   score.run(base + ['--num_shards', '3'])
   first = sorted(json.dumps(r, sort_keys=True)
-                 for r in _read_scores(outdir, 'jsonl'))
-  score.run(base + ['--num_shards', '2'])
-  names = sorted(os.listdir(outdir))
-  assert names == ['errors-00000-of-00002.jsonl', 'errors-00001-of-00002.jsonl',
-                   'scores-00000-of-00002.jsonl', 'scores-00001-of-00002.jsonl']
+                 for r in _read_scores(str(outdir), 'jsonl'))
+  listings = []
+  for _ in range(2):
+    score.run(base + ['--num_shards', '2'])
+    listings.append(sorted(os.listdir(outdir)))
+  expected = ['_SUMMARY.json', '_errors-00000-of-00002.jsonl',
+              '_errors-00001-of-00002.jsonl', 'scores-00000-of-00002.jsonl',
+              'scores-00001-of-00002.jsonl']
+  assert listings == [expected, expected]
   second = sorted(json.dumps(r, sort_keys=True)
-                  for r in _read_scores(outdir, 'jsonl'))
-  assert len(second) == len(good_ids)
+                  for r in _read_scores(str(outdir), 'jsonl'))
   # Deterministic: the same records, bit for bit (a row's scores do not
   # depend on the batch it lands in).
-  assert first == second
+  assert len(second) == DOCS and first == second
 
 
-def test_bad_bundle_is_refused_before_running(tmp_path, capsys):
-  assert score.main(['--input', str(tmp_path / '*.jsonl'), '--model',
-                     str(tmp_path / 'nowhere'), '--output',
-                     str(tmp_path / 'out')]) == 2
-  assert 'manifest.json' in capsys.readouterr().err
+def test_a_failed_run_puts_earlier_outputs_back(tmp_path, corpus,
+                                                trained_bundle, monkeypatch,
+                                                capsys):
+  path = _clean_input(str(tmp_path / 'in'), corpus)
+  outdir = str(tmp_path / 'out')
+  base = ['--input', path, '--model', trained_bundle.path, '--output', outdir,
+          '--num_shards', '2']
+  assert score.main(base) == 0
+  before = _contents(outdir)
+  capsys.readouterr()
+
+  def broken(record, names):
+    raise ValueError('disk on fire')
+  from pipeline import writers
+  monkeypatch.setattr(writers, '_flat', broken)
+  assert score.main(base + ['--num_shards', '3']) == 1
+  err = capsys.readouterr().err
+  # Beam's own ERROR log (with the worker's traceback) still shows; the
+  # command's last word is one line naming the cause.
+  last = [line for line in err.splitlines() if line.startswith('error: ')]
+  assert last and 'the pipeline failed' in last[-1]
+  assert 'disk on fire' in last[-1]
+  assert _contents(outdir) == before  # no beam-temp-*, no _previous/
 
 
-def test_missing_arguments_are_named(capsys):
-  assert score.main(['--input', 'x.jsonl']) == 2
-  assert '--model, --output are required' in capsys.readouterr().err
+@pytest.mark.parametrize('fmt,scores_as', [
+    ('jsonl', 'list'), ('jsonl', 'columns'), ('csv', 'list'),
+    ('csv', 'columns'), ('parquet', 'list'), ('parquet', 'columns'),
+    ('tfrecord', 'columns'),
+])
+def test_outputs_open_as_datasets(tmp_path, corpus, trained_bundle, fmt,
+                                  scores_as):
+  """pyarrow (and pandas, Spark: the same `_` convention) pointed at OUTDIR
+  read exactly the scores, though error shards and the summary lie there."""
+  path, good_ids, bad_ids = _write_inputs(str(tmp_path / 'in'), corpus,
+                                          'jsonl')
+  outdir = str(tmp_path / 'out')
+  result = score.run(['--input', path, '--model', trained_bundle.path,
+                      '--output', outdir, '--format', fmt, '--scores_as',
+                      scores_as, '--num_shards', '3'])
+  names = trained_bundle.output_names
+  assert _read_errors(outdir) and bad_ids  # error shards are there
+  listing = os.listdir(outdir)
+  assert not [n for n in listing if not n.startswith(('scores-', '_'))]
+  if fmt == 'tfrecord':
+    import tensorflow as tf
+    ids = []
+    for raw in tf.data.TFRecordDataset(
+        sorted(glob.glob(os.path.join(outdir, 'scores-*')))):
+      feature = tf.train.Example.FromString(raw.numpy()).features.feature
+      ids.append(feature['id'].bytes_list.value[0].decode('utf-8'))
+      assert all(len(feature[n].float_list.value) == 1 for n in names)
+    assert sorted(ids) == sorted(good_ids)
+  else:
+    import pyarrow.dataset as ds
+    table = ds.dataset(outdir, format={'jsonl': 'json'}.get(fmt, fmt)
+                       ).to_table()
+    assert sorted(map(str, table.column('id').to_pylist())) == sorted(good_ids)
+    if scores_as == 'columns':
+      assert table.column_names == ['id', *names, 'n_tokens', 'truncated']
+    else:
+      assert table.column_names == ['id', 'scores', 'n_tokens', 'truncated']
+    if fmt == 'parquet':
+      import pyarrow.parquet as pq
+      assert pq.read_table(outdir).num_rows == len(good_ids)
+      try:
+        import pandas as pd
+      except ImportError:  # not a dependency; pyarrow is what it reads with
+        pd = None
+      if pd is not None:
+        assert len(pd.read_parquet(outdir)) == len(good_ids)
+  by_id = {str(r['id']): r for r in _read_scores(outdir, fmt)} if (
+      scores_as == 'list') else None
+  if by_id:
+    assert all(len(r['scores']) == len(names) for r in by_id.values())
+  with open(os.path.join(outdir, '_SUMMARY.json'), encoding='utf-8') as f:
+    summary = json.load(f)
+  assert summary == json.loads(json.dumps(result.summary, default=str))
+  assert summary['counts']['scored'] == len(good_ids)
+  assert summary['counts']['errors'] == len(bad_ids)
+  assert summary['options']['output_format'] == fmt
+  assert summary['options']['scores_as'] == scores_as
+  assert summary['started_at'] <= summary['finished_at']
+  assert 'apache-beam' in summary['packages']
+  import hashlib
+  with open(os.path.join(trained_bundle.path, 'manifest.json'), 'rb') as f:
+    assert summary['bundle']['manifest_sha256'] == hashlib.sha256(
+        f.read()).hexdigest()
+  assert summary['bundle']['checksums'] == trained_bundle.manifest['checksums']
+  assert summary['outputs']['scores'] == sorted(
+      n for n in listing if n.startswith('scores-'))
+
+
+def test_empty_input_allowed_gives_empty_outputs(tmp_path, trained_bundle,
+                                                 capsys):
+  outdir = str(tmp_path / 'out')
+  args = ['--input', str(tmp_path / 'nothing-*.jsonl'), '--model',
+          trained_bundle.path, '--output', outdir]
+  assert score.main(args) == 2
+  assert '--allow_empty_input' in capsys.readouterr().err
+  assert score.main(args + ['--allow_empty_input']) == 0
+  assert 'Scored 0 documents' in capsys.readouterr().out
+  import pyarrow.dataset as ds
+  assert ds.dataset(outdir, format='json').to_table().num_rows == 0
+  assert '_SUMMARY.json' in os.listdir(outdir)
+
+
+def test_beam_runner_flags_pass_through():
+  """Runner-specific flags are Beam's; strict parsing accepts them."""
+  args, options = score.parse_args([
+      '--input', 'x.jsonl', '--model', 'm', '--output', 'o',
+      '--runner', 'PortableRunner', '--flink_master', 'host:8081',
+      '--parallelism', '4', '--direct_num_workers', '2',
+      '--direct_running_mode', 'multi_processing', '--job_endpoint',
+      'localhost:8099', '--environment_type', 'LOOPBACK',
+      '--temp_location', '/tmp/x', '--num_shards', '3'])
+  assert args.num_shards == 3
+  flat = options.get_all_options()
+  assert flat['flink_master'] == 'host:8081' and flat['parallelism'] == 4
+  assert flat['environment_type'] == 'LOOPBACK'
+  assert flat['num_shards'] == 3
 
 
 def test_a_failed_write_leaves_no_final_shard(tmp_path):
@@ -175,29 +315,10 @@ def test_a_failed_write_leaves_no_final_shard(tmp_path):
   assert glob.glob(os.path.join(outdir, 'scores-*')) == []
 
 
-def test_a_successful_run_leaves_only_final_shards(tmp_path, corpus,
-                                                   trained_bundle):
-  path, good_ids, _ = _write_inputs(str(tmp_path / 'in'), corpus, 'jsonl')
-  outdir = str(tmp_path / 'out')
-  score.run(['--input', path, '--model', trained_bundle.path, '--output',
-             outdir, '--num_shards', '3'])
-  assert sorted(os.listdir(outdir)) == sorted(
-      [f'scores-0000{i}-of-00003.jsonl' for i in range(3)] +
-      [f'errors-0000{i}-of-00003.jsonl' for i in range(3)])
-
-
-@pytest.mark.parametrize('name,target', [
-    ('score', 'pipeline.score:main'), ('train', 'model.train:main'),
-    ('import', 'model.import_keras:main'), ('ja-doc-score', 'pipeline.score:main'),
-])
-def test_console_entry_points(name, target):
-  import subprocess
-  import sysconfig
-  from importlib.metadata import entry_points
-  [ep] = [e for e in entry_points(group='console_scripts')
-          if e.name == name and e.value == target]
-  assert callable(ep.load())
-  script = os.path.join(sysconfig.get_path('scripts'), name)
-  out = subprocess.run([script, '--help'], capture_output=True, text=True,
-                       timeout=120)
-  assert out.returncode == 0 and '--' in out.stdout
+def test_columns_need_usable_output_names():
+  from pipeline.writers import score_fields
+  assert score_fields(['a', 'b'], 'columns') == [
+      'id', 'a', 'b', 'n_tokens', 'truncated']
+  for names in (['a', 'a'], ['id', 'b'], ['n_tokens'], ['']):
+    with pytest.raises(ValueError, match='cannot be columns'):
+      score_fields(names, 'columns')

@@ -1,0 +1,191 @@
+"""``python -m pipeline.score`` as a user runs it: in a subprocess.
+
+Checks the help, strict options, one-line early errors, and that a run's
+console holds only the command's own lines (no TensorFlow or Beam start-up
+notices), in-process and with worker subprocesses.
+"""
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+CORPUS = os.path.join(ROOT, 'examples', 'corpus.jsonl')
+
+# Lines of TensorFlow's, absl's and Beam's start-up, and Python logging's
+# default format (Beam's worker subprocesses).
+FOREIGN = re.compile(
+    r'cudart_stub|cpu_feature_guard|absl::InitializeLog|cuInit|oneDNN|'
+    r'To enable the following instructions|apitools|Resource module|'
+    r'Discarding unparseable|semi_persistent|sdk_worker|Traceback|'
+    r'^(DEBUG|INFO|WARNING|ERROR)[: ]', re.M)
+# The command's own stderr lines on a successful run.
+OWN_STDERR = re.compile(
+    r'^(Scoring .* on \w+|\[\w+\] scored [\d,]+ documents \([\d,]+ tokens'
+    r'(, [\d,]+ errors)?\), [\d,.]+ docs/s(, \d+% of the input read'
+    r'(, about \w+ left)?)?)$')
+
+
+def run_command(*args, cwd=None, timeout=600):
+  """Runs ``python -m ARGS`` with this worktree first on the path."""
+  env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep +
+             os.environ.get('PYTHONPATH', ''))
+  env.pop('TF_CPP_MIN_LOG_LEVEL', None)  # the command must quiet TF itself
+  return subprocess.run([sys.executable, '-m', *args], cwd=cwd, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize('module', ['pipeline.score', 'model.train',
+                                    'model.import_keras'])
+def test_help_lists_every_option_with_its_default(module):
+  import importlib
+  parser = importlib.import_module(module).build_parser()
+  out = run_command(module, '--help')
+  assert out.returncode == 0 and out.stderr == ''
+  text = ' '.join(out.stdout.split())
+  for action in parser._actions:  # pylint: disable=protected-access
+    for option in action.option_strings:
+      assert option in text, option
+    assert action.help, action.option_strings
+    if action.default not in (None, False, '==SUPPRESS=='):
+      want = ' '.join(f'(default: {action.default})'.split())
+      assert want in text, action.option_strings
+  if module == 'pipeline.score':
+    assert "Beam's pipeline options are accepted too" in text
+    assert '--runner' in text and '--flink_master' in text
+
+
+def test_only_namespaced_console_scripts_are_declared():
+  with open(os.path.join(ROOT, 'setup.py'), encoding='utf-8') as f:
+    tree = ast.parse(f.read())
+  [call] = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and
+            getattr(n.func, 'attr', '') == 'setup']
+  [entry_points] = [k.value for k in call.keywords if k.arg == 'entry_points']
+  scripts = ast.literal_eval(entry_points)['console_scripts']
+  declared = dict(s.replace(' ', '').split('=') for s in scripts)
+  assert declared == {'ja-doc-score': 'pipeline.score:main',
+                      'ja-doc-train': 'model.train:main',
+                      'ja-doc-import': 'model.import_keras:main'}
+  import importlib
+  for target in declared.values():
+    module, name = target.split(':')
+    assert callable(getattr(importlib.import_module(module), name))
+
+
+def test_installed_script_answers_help():
+  script = os.path.join(sysconfig.get_path('scripts'), 'ja-doc-score')
+  if not os.path.exists(script):
+    pytest.skip('the package is not installed in this environment')
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  out = subprocess.run([script, '--help'], capture_output=True, text=True,
+                       env=env, timeout=120)
+  assert out.returncode == 0
+  assert out.stdout.startswith('usage: ja-doc-score')
+
+
+@pytest.mark.parametrize('typo,value,suggestion', [
+    ('--num-shards', '3', '--num_shards'),  # the command's option
+    ('--formt', 'csv', '--format'),
+    ('--direct_num_worker', '2', '--direct_num_workers'),  # Beam's option
+])
+def test_unknown_option_is_an_error_naming_the_closest(tmp_path, typo, value,
+                                                       suggestion):
+  out = run_command('pipeline.score', '--input', 'x.jsonl', '--model', 'm',
+                    '--output', str(tmp_path / 'out'), typo, value)
+  assert out.returncode == 2 and out.stdout == ''
+  assert f'unrecognized option {typo} (did you mean {suggestion}?)' in (
+      out.stderr)
+  assert not (tmp_path / 'out').exists()
+
+
+@pytest.fixture(scope='module')
+def inputs(tmp_path_factory):
+  root = tmp_path_factory.mktemp('cli')
+  docs = root / 'docs.jsonl'
+  docs.write_text(open(CORPUS, encoding='utf-8').read(), encoding='utf-8')
+  (root / 'notes.md').write_text('# 見出し\n本文です。\n', encoding='utf-8')
+  (root / 'a_file').write_text('x')
+  return root
+
+
+@pytest.mark.parametrize('change,option,words', [
+    (['--input', '{root}/missing.jsonl'], '--input', 'no such file'),
+    (['--input', '{root}/none-*.jsonl'], '--input', '--allow_empty_input'),
+    (['--input', '{root}/notes.md'], '--input_format', 'notes.md'),
+    (['--output', '{root}/a_file'], '--output', 'is a file'),
+    (['--output', '{root}/a_file/sub'], '--output', 'cannot write there'),
+    (['--model', '{root}/no-bundle'], '--model', 'manifest.json'),
+    (['--num_shards', '-1'], '--num_shards', 'must be 0 or more'),
+])
+def test_early_errors_are_one_line(inputs, trained_bundle, change, option,
+                                   words):
+  args = {'--input': str(inputs / 'docs.jsonl'), '--model':
+          trained_bundle.path, '--output': str(inputs / 'out-early')}
+  flag, value = change
+  args[flag] = value.format(root=inputs)
+  out = run_command('pipeline.score', *[x for kv in args.items() for x in kv])
+  assert out.returncode == 2 and out.stdout == ''
+  lines = out.stderr.splitlines()
+  assert lines[0].startswith(('error: ', 'python -m pipeline.score: error:'))
+  assert option in lines[0] and words in lines[0]
+  # argparse adds one hint line; the checks print nothing else.
+  assert len(lines) == (2 if 'python -m' in lines[0] else 1), lines
+  assert not (inputs / 'out-early').exists()
+
+
+def _check_quiet(out):
+  assert out.returncode == 0, out.stderr
+  assert not FOREIGN.search(out.stderr), out.stderr
+  assert not FOREIGN.search(out.stdout), out.stdout
+  stray = [l for l in out.stderr.splitlines() if not OWN_STDERR.match(l)]
+  assert not stray, out.stderr
+  stdout = out.stdout.splitlines()
+  assert len(stdout) == 2, out.stdout
+  assert stdout[0].startswith('Scored 320 documents')
+  assert stdout[1].startswith('Outputs: ')
+
+
+def test_a_run_prints_only_its_own_lines(inputs, trained_bundle):
+  outdir = inputs / 'out-quiet'
+  out = run_command('pipeline.score', '--input', str(inputs / 'docs.jsonl'),
+                    '--model', trained_bundle.path, '--output', str(outdir),
+                    '--progress_secs', '0.5')
+  _check_quiet(out)
+  progress_lines = [l for l in out.stderr.splitlines() if '] scored ' in l]
+  assert progress_lines, out.stderr
+  counts = [int(re.search(r'scored ([\d,]+)', l).group(1).replace(',', ''))
+            for l in progress_lines]
+  assert counts == sorted(counts) and counts[-1] <= 320
+  summary = json.loads((outdir / '_SUMMARY.json').read_text('utf-8'))
+  assert summary['counts']['scored'] == 320
+
+
+def test_worker_subprocesses_are_quiet_too(inputs, trained_bundle):
+  outdir = inputs / 'out-multi'
+  out = run_command('pipeline.score', '--input', str(inputs / 'docs.jsonl'),
+                    '--model', trained_bundle.path, '--output', str(outdir),
+                    '--format', 'csv', '--scores_as', 'columns',
+                    '--direct_running_mode', 'multi_processing',
+                    '--direct_num_workers', '2', '--progress_secs', '1')
+  _check_quiet(out)
+  header = sorted(outdir.glob('scores-*.csv'))[0].read_text(
+      'utf-8').splitlines()[0]
+  assert header == ','.join(['id', *trained_bundle.output_names, 'n_tokens',
+                             'truncated'])
+
+
+def test_log_level_shows_more(inputs, trained_bundle):
+  """--log_level asks for the libraries' messages; nothing is filtered."""
+  out = run_command('pipeline.score', '--input', str(inputs / 'docs.jsonl'),
+                    '--model', trained_bundle.path, '--output',
+                    str(inputs / 'out-verbose'), '--log_level', 'info',
+                    '--progress_secs', '0')
+  assert out.returncode == 0
+  assert re.search(r'^INFO apache_beam', out.stderr, re.M), out.stderr

@@ -1,0 +1,76 @@
+"""Progress counts across processes and the progress line."""
+
+import multiprocessing
+import os
+
+from pipeline import progress
+
+
+def test_line_leaves_out_percent_without_bytes():
+  line = progress.progress_line({'scored': 1500, 'tokens': 90000}, 30.0,
+                                total_bytes=10_000)
+  assert line == '[30s] scored 1,500 documents (90,000 tokens), 50.0 docs/s'
+  assert 'input' not in progress.progress_line(
+      {'scored': 1, 'bytes_read': 10}, 1.0, total_bytes=None)
+
+
+def test_line_gives_percent_and_time_left_from_bytes():
+  line = progress.progress_line(
+      {'scored': 100, 'tokens': 1000, 'errors': 2, 'bytes_read': 2500}, 90.0,
+      total_bytes=10_000)
+  assert line == ('[1m30s] scored 100 documents (1,000 tokens, 2 errors), '
+                  '1.1 docs/s, 25% of the input read, about 4m30s left')
+  done = progress.progress_line({'scored': 5, 'bytes_read': 10_000}, 5.0,
+                                total_bytes=10_000)
+  assert done.endswith('100% of the input read')
+
+
+def _child(directory):
+  os.environ[progress.PROGRESS_DIR_ENV] = directory
+  progress.tally(scored=3, tokens=30)
+  progress.flush()
+
+
+def test_counts_of_every_process_add_up(tmp_path, monkeypatch):
+  directory = str(tmp_path)
+  monkeypatch.setenv(progress.PROGRESS_DIR_ENV, directory)
+  progress.tally(scored=2, tokens=5, bytes_read=100)
+  progress.flush()
+  context = multiprocessing.get_context('spawn')
+  workers = [context.Process(target=_child, args=(directory,))
+             for _ in range(2)]
+  for w in workers:
+    w.start()
+  for w in workers:
+    w.join(60)
+  assert progress.read_counts(directory) == {
+      'scored': 8, 'tokens': 65, 'bytes_read': 100}
+  # A new run (another directory) starts from zero in this process.
+  other = tmp_path / 'next'
+  other.mkdir()
+  monkeypatch.setenv(progress.PROGRESS_DIR_ENV, str(other))
+  progress.tally(scored=1)
+  progress.flush()
+  assert progress.read_counts(str(other)) == {'scored': 1}
+
+
+def test_without_a_directory_nothing_is_written(tmp_path, monkeypatch):
+  monkeypatch.setenv(progress.PROGRESS_DIR_ENV, str(tmp_path / 'elsewhere'))
+  progress.tally(scored=1)
+  progress.flush()
+  assert not (tmp_path / 'elsewhere').exists()
+
+
+def test_reporter_takes_a_running_job_s_metrics(tmp_path, monkeypatch):
+  monkeypatch.setenv(progress.PROGRESS_DIR_ENV, str(tmp_path))
+  progress.tally(scored=4)
+  progress.flush()
+  reporter = progress.ProgressReporter(0, str(tmp_path))
+  assert reporter.counts() == {'scored': 4}
+  reporter.use_metrics(lambda: {'scored': 10, 'bytes_read': 7})
+  assert reporter.counts() == {'scored': 10, 'bytes_read': 7}
+
+  def cannot_answer():
+    raise NotImplementedError('metrics while running')
+  reporter.use_metrics(cannot_answer)
+  assert reporter.counts() == {'scored': 4}
