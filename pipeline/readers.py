@@ -58,6 +58,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from pipeline import progress
 from transforms.metrics import NAMESPACE
 
 _LOGGER = logging.getLogger(__name__)
@@ -406,6 +407,29 @@ class _RangeReader:
 
   def read(self, rng: FileRange) -> Iterator[Union[tuple[Any, str],
                                                    ReadError]]:
+    counted = [0]
+    on_bytes = self._on_bytes
+
+    def count(n: int) -> None:
+      counted[0] += n
+      on_bytes(n)
+
+    self._on_bytes = count
+    try:
+      yield from self._read(rng)
+    finally:
+      self._on_bytes = on_bytes
+    if not counted[0] and rng.whole:
+      # Codecs, UTF-16/32 and Parquet: the file's own size once it is read,
+      # so that progress compares like with like (the matched file sizes).
+      try:
+        self._on_bytes(FileSystems.match([rng.path])[0].metadata_list[0]
+                       .size_in_bytes)
+      except Exception:  # pylint: disable=broad-except
+        pass
+
+  def _read(self, rng: FileRange) -> Iterator[Union[tuple[Any, str],
+                                                   ReadError]]:
     try:
       with _open(rng.path) as f:
         if rng.fmt == 'parquet':
@@ -438,8 +462,11 @@ class _RangeReader:
         yield (text.source if isinstance(text, ReadError) else
                f'{rng.path}:{number}'), text
       return
+    compressed = CompressionTypes.detect_compression_type(rng.path) != (
+        CompressionTypes.UNCOMPRESSED)
     for number, raw in _lines(f, rng):
-      self._on_bytes(len(raw))
+      if not compressed:
+        self._on_bytes(len(raw))
       source = f'{rng.path}:{number}'
       yield source, _decode(_strip_newline(raw), source)
 
@@ -468,8 +495,11 @@ class _RangeReader:
       yield from io.StringIO(f.read().decode(rng.encoding), newline='')
       return
     first = True
+    compressed = CompressionTypes.detect_compression_type(rng.path) != (
+        CompressionTypes.UNCOMPRESSED)
     for raw in iter(f.readline, b''):
-      self._on_bytes(len(raw))
+      if not compressed:
+        self._on_bytes(len(raw))
       if first and raw.startswith(_UTF8_BOM):
         raw = raw[len(_UTF8_BOM):]
       first = False
@@ -597,8 +627,15 @@ class ReadRanges(beam.DoFn):
 
   def setup(self):
     csv.field_size_limit(min(sys.maxsize, (1 << 31) - 1))
-    self._reader = _RangeReader(self._rules, on_bytes=self._bytes.inc,
+    self._reader = _RangeReader(self._rules, on_bytes=self._count_bytes,
                                 on_blank=self._blank.inc)
+
+  def _count_bytes(self, n: int) -> None:
+    self._bytes.inc(n)
+    progress.tally(bytes_read=n)
+
+  def finish_bundle(self):
+    progress.flush()
 
   def process(self, rng: FileRange) -> Iterator[Any]:
     for item in self._reader.read(rng):

@@ -13,7 +13,7 @@ BIG = 5 * 1024 * 1024
 
 def _records(outdir, kind):
   out = []
-  for path in glob.glob(os.path.join(outdir, f'{kind}-*-of-*.jsonl')):
+  for path in glob.glob(os.path.join(outdir, f'*{kind}-*-of-*.jsonl')):
     with open(path, encoding='utf-8') as f:
       out += [json.loads(line) for line in f]
   return out

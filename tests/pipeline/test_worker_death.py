@@ -139,7 +139,7 @@ def _finish(proc) -> tuple[int, str, str]:
 def _outputs(outdir: str) -> tuple[list, list]:
   scores, errors = [], []
   for kind, records in (('scores', scores), ('errors', errors)):
-    for path in glob.glob(os.path.join(outdir, f'{kind}-*-of-*')):
+    for path in glob.glob(os.path.join(outdir, f'*{kind}-*-of-*')):
       with open(path, encoding='utf-8') as f:
         records += [json.loads(line) for line in f]
   return scores, errors
@@ -160,7 +160,7 @@ def _assert_failed_cleanly(rc, err, outdir):
   assert last.startswith('error: an SDK worker process died'), last
   assert 'Rerun' in last
   left = sorted(os.listdir(outdir)) if os.path.isdir(outdir) else []
-  assert not [n for n in left if n.startswith(('scores-', 'errors-',
+  assert not [n for n in left if n.startswith(('scores-', 'errors-', '_errors-',
                                                'beam-temp-'))], left
 
 
