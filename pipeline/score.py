@@ -4,13 +4,18 @@ Usage::
 
   python -m pipeline.score --input GLOB --model BUNDLE --output OUTDIR \\
       [--format jsonl|csv|parquet|tfrecord] [--num_shards N] \\
-      [--id_field id] [--text_field text] [any Beam runner flag]
+      [--id_field id] [--text_field text] \\
+      [--keep_fields a,b | --keep_all_fields] [any Beam runner flag]
 
 Writes ``OUTDIR/scores-SSSSS-of-NNNNN.<ext>`` (one record per document:
 ``id``, ``scores``, ``n_tokens``, ``truncated``) and
 ``OUTDIR/errors-SSSSS-of-NNNNN.jsonl`` (``id``, ``stage``, ``reason`` and,
 for unreadable records, ``source``). Every input record ends in exactly one
 of the two. The DirectRunner is the default runner.
+
+``--keep_fields a,b`` and ``--keep_all_fields`` carry input fields to the
+score records after ``truncated`` (`pipeline.kept` says how each format
+writes them).
 """
 
 import logging
@@ -25,7 +30,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from model.bundle import BundleError
-from pipeline import scaling
+from pipeline import kept, scaling
 from pipeline.readers import INPUT_FORMATS, ReadCorpus
 from pipeline.writers import OUTPUT_FORMATS, WriteErrors, WriteScores
 from transforms import ScoreDocuments
@@ -72,6 +77,12 @@ class ScoreOptions(PipelineOptions):
                         choices=('auto', 'always', 'never'),
                         help='shuffle documents after reading (auto: on every '
                         'runner but the local DirectRunner)')
+    parser.add_argument('--keep_fields', default=None,
+                        help='input fields to write after the scores, '
+                        'separated by commas (the text only when named)')
+    parser.add_argument('--keep_all_fields', action='store_true',
+                        help='write every input field (the text too) after '
+                        'the scores')
 
 
 class _CountAndLog(beam.DoFn):
@@ -99,6 +110,33 @@ def _count_read_error(record):
   return record
 
 
+def _keep_fields(scores, opts: ScoreOptions, keep_fields: list[str]):
+  """The score records with their kept fields, fitted to the output's columns.
+
+  Returns:
+    ``(records, misfits, columns)``: the records to write, the records whose
+    kept fields the CSV/Parquet columns cannot hold (errors at stage
+    ``write``, or None), and those columns (None for JSONL).
+  """
+  records = scores | 'KeepFields' >> beam.Map(
+      kept.output_record, id_field=opts.id_field, keep_fields=keep_fields,
+      keep_all_fields=opts.keep_all_fields)
+  if opts.output_format == 'jsonl':
+    return records, None, None
+  columns = kept.infer_columns(
+      opts.input, opts.input_format, id_field=opts.id_field,
+      text_field=opts.text_field, keep_fields=keep_fields,
+      keep_all_fields=opts.keep_all_fields)
+  if opts.output_format == 'tfrecord' or (
+      opts.output_format == 'csv' and not opts.keep_all_fields):
+    # TFRecord writes any field; CSV text takes any value of known names.
+    return records, None, columns
+  records, misfits = records | 'FitKeptColumns' >> beam.ParDo(
+      kept.FitColumns(columns, opts.output_format)).with_outputs(
+          kept.FitColumns.ERRORS, main='records')
+  return records, misfits, columns
+
+
 def build(pipeline: beam.Pipeline, opts: ScoreOptions,
           plan: Optional[scaling.Plan] = None) -> None:
   """Adds the read, score and write steps to ``pipeline``."""
@@ -106,17 +144,32 @@ def build(pipeline: beam.Pipeline, opts: ScoreOptions,
                               tf_threads=opts.tf_threads,
                               split_bytes=opts.split_bytes,
                               rebalance=opts.rebalance)
+  keep_fields = kept.parse_keep_fields(opts.keep_fields)
+  keeps = bool(keep_fields) or opts.keep_all_fields
   docs, read_errors = pipeline | 'ReadCorpus' >> ReadCorpus(
       opts.input, opts.input_format, id_field=opts.id_field,
       text_field=opts.text_field, split_bytes=plan.split_bytes,
-      rebalance=plan.rebalance)
+      rebalance=plan.rebalance, keep_fields=keep_fields,
+      keep_all_fields=opts.keep_all_fields)
+  # Kept fields make the documents dicts; pairs stay the fast path.
+  record_fields = ({'id_field': opts.id_field, 'text_field': opts.text_field}
+                   if keeps else {})
   scores, errors = docs | 'ScoreDocuments' >> ScoreDocuments(
-      opts.model, batch_tokens=opts.batch_tokens, tf_threads=plan.tf_threads)
+      opts.model, batch_tokens=opts.batch_tokens, tf_threads=plan.tf_threads,
+      **record_fields)
   counted = read_errors | 'CountReadErrors' >> beam.Map(_count_read_error)
+  all_errors, columns = [errors, counted], None
+  if keeps:
+    all_errors[0] = errors | 'StripErrorRecords' >> beam.Map(
+        kept.strip_record)
+    scores, misfits, columns = _keep_fields(scores, opts, keep_fields)
+    if misfits is not None:
+      all_errors.append(misfits)
   _ = (scores | 'CountAndLog' >> beam.ParDo(_CountAndLog())
        | 'WriteScores' >> WriteScores(opts.output, opts.output_format,
-                                      num_shards=opts.num_shards))
-  _ = ((errors, counted) | 'AllErrors' >> beam.Flatten()
+                                      num_shards=opts.num_shards, kept=keeps,
+                                      kept_columns=columns))
+  _ = (all_errors | 'AllErrors' >> beam.Flatten()
        | 'WriteErrors' >> WriteErrors(opts.output,
                                       num_shards=opts.num_shards))
 
@@ -170,6 +223,8 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
              if not getattr(opts, name)]
   if missing:
     raise ValueError(f'the arguments {", ".join(missing)} are required.')
+  kept.check_keep_options(kept.parse_keep_fields(opts.keep_fields),
+                          opts.keep_all_fields, opts.id_field)
   plan = scaling.plan(options, argv, pattern=opts.input,
                       tf_threads=opts.tf_threads, split_bytes=opts.split_bytes,
                       rebalance=opts.rebalance)
