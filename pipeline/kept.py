@@ -307,17 +307,13 @@ def _open_schema(path: str):
 def _file_fields(path: str, fmt: str, rules: RecordRules,
                  budget: int) -> tuple[dict[str, Any], int]:
   """``{field: Arrow type or None}`` of one file, and the records read."""
-  import pyarrow as pa  # pylint: disable=import-outside-toplevel
   if fmt == 'parquet':
     try:
       schema = _open_schema(path)
     except Exception as e:  # pylint: disable=broad-except
       _LOGGER.warning('Cannot read the schema of %s (%s)', path, e)
       return {}, 0
-    fields = {name: schema.field(name).type for name in schema.names}
-    # The reader hands text over as Python str whatever the column type.
-    fields[rules.text_field] = pa.string()
-    return fields, 0
+    return {name: schema.field(name).type for name in schema.names}, 0
   values: dict[str, list] = {}
   read = 0
   records = read_range(FileRange(path, fmt, 0, -1), rules)

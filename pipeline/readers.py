@@ -37,7 +37,9 @@ the job. When fields are kept (``keep_fields``/``keep_all_fields``, see
 `RecordRules`), a good record is instead a dict ``{id_field: id,
 text_field: text, **kept}`` holding the kept fields the record has, with
 their values as the format gives them (JSON types, CSV strings, Python values
-of Parquet columns); text files have only the two fields. The id policy, the same for every format: an id is a non-empty
+of Parquet columns); text files have only the two fields.
+
+The id policy, the same for every format: an id is a non-empty
 string or an integer within the 64-bit range; anything else (missing, null,
 empty, float, bool, object, list, a string that is not valid Unicode) is an
 error that names the type. Text must be a string of valid Unicode. UTF-8 BOMs,
@@ -151,29 +153,36 @@ def _unicode_problem(text: str) -> Optional[str]:
 
 
 RESERVED_FIELDS = ('scores', 'n_tokens', 'truncated')
-"""Fields the scores are written to: an input field cannot be kept under them."""
+"""Fields the scores go to: no input field can be kept under these names."""
 
 
-def _surrogate_in(value: Any, depth: int = 0) -> Optional[str]:
-  """Where ``value`` (a JSON value) holds an unpaired surrogate, if anywhere.
+MAX_KEPT_DEPTH = 64
+"""How deeply a kept value may nest lists and objects."""
 
-  Such strings cannot be encoded as UTF-8, so Beam's coders and every writer
-  would fail on them.
+
+def _kept_value_problem(value: Any) -> Optional[str]:
+  """Why a kept value (a JSON value) cannot be carried, or None.
+
+  A string with an unpaired surrogate cannot be encoded as UTF-8, so Beam's
+  coders and every writer would fail on it; lists and objects nested deeper
+  than `MAX_KEPT_DEPTH` would overflow the writers' recursion. Walks with a
+  stack, as JSON may nest deeper than Python recurses.
   """
-  if isinstance(value, str):
-    return _unicode_problem(value)
-  if depth > 100:  # json.loads stops far earlier; never recurse unbounded.
-    return None
-  if isinstance(value, dict):
-    for key, item in value.items():
-      problem = _surrogate_in(key, depth + 1) or _surrogate_in(item, depth + 1)
+  stack = [(value, 0)]
+  while stack:
+    item, depth = stack.pop()
+    if isinstance(item, str):
+      problem = _unicode_problem(item)
       if problem:
         return problem
-  elif isinstance(value, list):
-    for item in value:
-      problem = _surrogate_in(item, depth + 1)
-      if problem:
-        return problem
+    elif isinstance(item, (dict, list)):
+      if depth >= MAX_KEPT_DEPTH:
+        return (f'lists or objects nested more than {MAX_KEPT_DEPTH} '
+                f'levels deep')
+      if isinstance(item, dict):
+        stack.extend((key, depth + 1) for key in item)
+        item = item.values()
+      stack.extend((child, depth + 1) for child in item)
   return None
 
 
@@ -191,7 +200,8 @@ class RecordRules:
   either, they are dicts ``{id_field: id, text_field: text, **kept}``. A kept
   value holding an unpaired surrogate (JSON can spell one, ``"\\ud800"``)
   makes the record an error naming the field, as it does for the id and the
-  text: no encoder or writer could write it. With ``keep_all_fields`` a
+  text: no encoder or writer could write it. So does one nesting lists or
+  objects deeper than `MAX_KEPT_DEPTH`. With ``keep_all_fields`` a
   record with a field named as one of `RESERVED_FIELDS` (or named ``id``
   while the id is another field) is an error too, since the output would
   overwrite it.
@@ -238,9 +248,13 @@ class RecordRules:
     else:
       kept = {k: record[k] for k in self.keep_fields if k in record}
     for name, value in kept.items():
-      problem = _surrogate_in(name) or (
-          None if name in (self.id_field, self.text_field)
-          else _surrogate_in(value))
+      problem = _unicode_problem(name)
+      if problem:
+        return ReadError(source, f'the name of the field {_describe(name)} '
+                         f'holds {problem}; no output format can write it.',
+                         doc_id)
+      problem = (None if name in (self.id_field, self.text_field)
+                 else _kept_value_problem(value))
       if problem:
         return ReadError(source, f'the kept field {_describe(name)} holds '
                          f'{problem}; no output format can write it.', doc_id)

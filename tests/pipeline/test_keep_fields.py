@@ -14,6 +14,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline import kept, score
 from pipeline.readers import ReadError, RecordRules
@@ -132,6 +134,26 @@ def test_a_kept_value_with_a_lone_surrogate_is_a_read_error(value):
   # A field not kept is never looked at.
   assert RecordRules(keep_fields=['other']).apply(record, 'f:7') == {
       'id': 'a', 'text': '本文'}
+
+
+def test_a_kept_value_nested_too_deeply_is_a_read_error():
+  from pipeline.readers import MAX_KEPT_DEPTH
+
+  def nest(depth, leaf):
+    for i in range(depth):
+      leaf = [leaf] if i % 2 else {'k': leaf}
+    return leaf
+
+  rules = RecordRules(keep_fields=['deep'])
+  ok = rules.apply({'id': 'a', 'text': 't', 'deep': nest(MAX_KEPT_DEPTH, 1)},
+                   'f:1')
+  assert ok['deep'] == nest(MAX_KEPT_DEPTH, 1)
+  for depth in (MAX_KEPT_DEPTH + 1, 5000):  # beyond Python's recursion
+    bad = rules.apply({'id': 'a', 'text': 't', 'deep': nest(depth, 1)}, 'f:1')
+    assert isinstance(bad, ReadError) and 'nested' in bad.reason
+  name = RecordRules(keep_all_fields=True).apply(
+      {'id': 'a', 'text': 't', 'x\udc80': 1}, 'f:1')
+  assert isinstance(name, ReadError) and 'name of the field' in name.reason
 
 
 @pytest.mark.parametrize('field,id_field', [
@@ -452,3 +474,93 @@ def test_the_command_in_a_subprocess(tmp_path, corpus, trained_bundle):
   assert done.returncode == 2
   assert done.stderr.strip().splitlines()[-1].startswith(
       "error: --keep_fields names 'scores'")
+
+
+# --- any JSON record ---------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() |
+    st.text(alphabet=st.characters(codec=None), max_size=8),
+    lambda inner: st.lists(inner, max_size=3) |
+    st.dictionaries(st.text(alphabet=st.characters(codec=None), max_size=4),
+                    inner, max_size=3),
+    max_leaves=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(extra=st.dictionaries(st.text(alphabet=st.characters(codec=None),
+                                     max_size=6), json_values, max_size=4),
+       keep_all=st.booleans())
+def test_any_kept_json_value_is_encodable_and_writable(extra, keep_all):
+  """Whatever a JSON record holds, kept fields either reach every writer in
+  a form Beam can encode and the format can write, or the record is a read
+  error that can itself be written."""
+  import pyarrow as pa
+  from apache_beam.coders import coders
+  record = {**extra, 'id': 'd1', 'text': '本文'}
+  rules = RecordRules(keep_fields=None if keep_all else list(extra),
+                      keep_all_fields=keep_all)
+  try:
+    kept.check_keep_options([] if keep_all else list(extra), keep_all, 'id')
+  except ValueError:
+    return  # Refused up front, before anything runs.
+  result = rules.apply(json.loads(json.dumps(record)), 'f:1')
+  if not rules.keeps:  # Nothing kept: the pair, as before.
+    assert result == ('d1', '本文')
+    return
+  if isinstance(result, ReadError):
+    json.dumps(result.as_record(), ensure_ascii=False).encode('utf-8')
+    return
+  coder = coders.FastPrimitivesCoder()
+  assert coder.decode(coder.encode(result)) == result or any(
+      isinstance(v, float) and v != v for v in _leaves(result))  # NaN
+  scored = {**result, 'scores': [0.5], 'n_tokens': 1, 'truncated': False}
+  out = kept.output_record(scored, id_field='id', keep_fields=list(extra),
+                           keep_all_fields=keep_all)
+  assert list(out)[:4] == BASE
+  assert set(out) - set(BASE) == (
+      set(extra) | ({'text'} if keep_all else set())) - set(BASE)
+  line = json.dumps(kept.json_record(out), ensure_ascii=False,
+                    allow_nan=False)
+  line.encode('utf-8')
+  names = [n for n in out if n not in BASE]
+  kept.csv_suffix(kept.csv_cells(out, names)).encode('utf-8')
+  kept.tf_features(out)
+  for name in names:
+    kept._fit(out[name], pa.string())  # pylint: disable=protected-access
+
+
+def _leaves(value):
+  if isinstance(value, dict):
+    for v in value.values():
+      yield from _leaves(v)
+  elif isinstance(value, list):
+    for v in value:
+      yield from _leaves(v)
+  else:
+    yield value
+
+
+def test_columns_of_several_files_merge_their_types(tmp_path):
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+  _write_jsonl(tmp_path / 'a.jsonl', [
+      {'id': 1, 'text': 't', 'n': 1, 'm': 1, 's': 'x', 'b': True}])
+  _write_jsonl(tmp_path / 'b.jsonl', [
+      {'id': 2, 'text': 't', 'n': 2.5, 'm': 'one', 'b': False, 'z': None}])
+  pq.write_table(pa.table({'id': ['p'], 'text': ['t'],
+                           'n': pa.array([1], pa.int64()),
+                           'q': pa.array([1], pa.int16())}),
+                 tmp_path / 'c.parquet')
+  columns = kept.infer_columns(str(tmp_path / '*'), 'auto', id_field='id',
+                               text_field='text', keep_fields=[],
+                               keep_all_fields=True)
+  assert [(c.name, str(c.type)) for c in columns] == [
+      ('text', 'string'), ('n', 'double'), ('m', 'string'), ('s', 'string'),
+      ('b', 'bool'), ('z', 'string'), ('q', 'int16')]
+  columns = kept.infer_columns(str(tmp_path / '*.jsonl'), 'auto',
+                               id_field='id', text_field='text',
+                               keep_fields=['b', 'id', 'gone'],
+                               keep_all_fields=False, sample_records=1)
+  assert [(c.name, str(c.type)) for c in columns] == [
+      ('b', 'bool'), ('gone', 'string')]
