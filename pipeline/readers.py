@@ -33,7 +33,13 @@ for runners with an external shuffle (Dataflow, Flink, Spark).
 
 Every input record ends as an ``(id, text)`` pair or as an error record
 ``{"id", "source", "stage": "read", "reason"}``; one bad record never fails
-the job. The id policy, the same for every format: an id is a non-empty
+the job. When fields are kept (``keep_fields``/``keep_all_fields``, see
+`RecordRules`), a good record is instead a dict ``{id_field: id,
+text_field: text, **kept}`` holding the kept fields the record has, with
+their values as the format gives them (JSON types, CSV strings, Python values
+of Parquet columns); text files have only the two fields.
+
+The id policy, the same for every format: an id is a non-empty
 string or an integer within the 64-bit range; anything else (missing, null,
 empty, float, bool, object, list, a string that is not valid Unicode) is an
 error that names the type. Text must be a string of valid Unicode. UTF-8 BOMs,
@@ -50,7 +56,7 @@ import math
 import re
 import sys
 import typing
-from typing import Any, Iterable, Iterator, Optional, Union
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -147,16 +153,115 @@ def _unicode_problem(text: str) -> Optional[str]:
           f'{match.start()}, which is not valid Unicode')
 
 
+RESERVED_FIELDS = ('scores', 'n_tokens', 'truncated')
+"""Fields the scores go to: no input field can be kept under these names."""
+
+
+MAX_KEPT_DEPTH = 64
+"""How deeply a kept value may nest lists and objects."""
+
+
+def _kept_value_problem(value: Any) -> Optional[str]:
+  """Why a kept value (a JSON value) cannot be carried, or None.
+
+  A string with an unpaired surrogate cannot be encoded as UTF-8, so Beam's
+  coders and every writer would fail on it; lists and objects nested deeper
+  than `MAX_KEPT_DEPTH` would overflow the writers' recursion. Walks with a
+  stack, as JSON may nest deeper than Python recurses.
+  """
+  stack = [(value, 0)]
+  while stack:
+    item, depth = stack.pop()
+    if isinstance(item, str):
+      problem = _unicode_problem(item)
+      if problem:
+        return problem
+    elif isinstance(item, (dict, list)):
+      if depth >= MAX_KEPT_DEPTH:
+        return (f'lists or objects nested more than {MAX_KEPT_DEPTH} '
+                f'levels deep')
+      if isinstance(item, dict):
+        stack.extend((key, depth + 1) for key in item)
+        item = item.values()
+      stack.extend((child, depth + 1) for child in item)
+  return None
+
+
 class RecordRules:
   """The id and text policy, applied to records of every format.
 
   Args:
     id_field: the field holding the id.
     text_field: the field holding the text.
+    keep_fields: fields to carry along with the id and the text; a record
+      without one of them simply lacks it (the writers write null or empty).
+    keep_all_fields: carry every field of the record.
+
+  With neither, good records are ``(id, text)`` pairs (the fast path); with
+  either, they are dicts ``{id_field: id, text_field: text, **kept}``. A kept
+  value holding an unpaired surrogate (JSON can spell one, ``"\\ud800"``)
+  makes the record an error naming the field, as it does for the id and the
+  text: no encoder or writer could write it. So does one nesting lists or
+  objects deeper than `MAX_KEPT_DEPTH`. With ``keep_all_fields`` a
+  record with a field named as one of `RESERVED_FIELDS` (or named ``id``
+  while the id is another field) is an error too, since the output would
+  overwrite it.
   """
-  def __init__(self, id_field: str = 'id', text_field: str = 'text'):
+  def __init__(self, id_field: str = 'id', text_field: str = 'text', *,
+               keep_fields: Optional[Sequence[str]] = None,
+               keep_all_fields: bool = False):
     self.id_field = id_field
     self.text_field = text_field
+    self.keep_fields = tuple(keep_fields or ())
+    self.keep_all_fields = bool(keep_all_fields)
+    self._taken = RESERVED_FIELDS + (('id',) if id_field != 'id' else ())
+
+  @property
+  def keeps(self) -> bool:
+    """Whether good records are dicts (some field is kept) or pairs."""
+    return self.keep_all_fields or bool(self.keep_fields)
+
+  def columns(self, names: Sequence[str]) -> Optional[list[str]]:
+    """The columns to read of a file with the fields ``names``."""
+    if self.keep_all_fields:
+      return list(names)
+    wanted = (self.id_field, self.text_field) + self.keep_fields
+    return [c for c in dict.fromkeys(wanted) if c in names]
+
+  def text_record(self, source: str, text: str) -> Union[tuple[str, str],
+                                                          dict[str, str]]:
+    """A line of a text file: ``(FILE:LINE, text)``, or the dict form."""
+    if not self.keeps:
+      return source, text
+    return {self.id_field: source, self.text_field: text}
+
+  def _kept(self, record: dict, doc_id: Any, text: str, source: str
+            ) -> Union[dict[str, Any], ReadError]:
+    if self.keep_all_fields:
+      taken = [k for k in record if k in self._taken]
+      if taken:
+        return ReadError(
+            source, f'the record has the field {taken[0]!r}, which the '
+            f'output uses for the scores or the id; with --keep_all_fields '
+            f'it would be overwritten. Rename it, or name the fields to keep '
+            f'with --keep_fields.', doc_id)
+      kept = dict(record)
+    else:
+      kept = {k: record[k] for k in self.keep_fields if k in record}
+    for name, value in kept.items():
+      problem = _unicode_problem(name)
+      if problem:
+        return ReadError(source, f'the name of the field {_describe(name)} '
+                         f'holds {problem}; no output format can write it.',
+                         doc_id)
+      problem = (None if name in (self.id_field, self.text_field)
+                 else _kept_value_problem(value))
+      if problem:
+        return ReadError(source, f'the kept field {_describe(name)} holds '
+                         f'{problem}; no output format can write it.', doc_id)
+    if self.keep_all_fields:
+      return kept  # The record as it is, in its order.
+    return {self.id_field: doc_id, self.text_field: text, **kept}
 
   def check_id(self, doc_id: Any) -> Optional[str]:
     """Why ``doc_id`` is not an acceptable id, or None if it is."""
@@ -179,8 +284,11 @@ class RecordRules:
 
   def apply(self, record: Any, source: str,
             fields: Optional[list[str]] = None
-            ) -> Union[tuple[Any, str], ReadError]:
+            ) -> Union[tuple[Any, str], dict[str, Any], ReadError]:
     """``(id, text)`` for a good record, else the `ReadError` saying why.
+
+    When fields are kept, a good record is the dict described in the class
+    docstring instead of the pair.
 
     Args:
       record: the record, a dict.
@@ -211,6 +319,8 @@ class RecordRules:
     if problem:
       return ReadError(source, f'the text field {self.text_field!r} holds '
                        f'{problem}.', doc_id)
+    if self.keeps:
+      return self._kept(record, doc_id, text, source)
     return doc_id, text
 
 
@@ -477,7 +587,7 @@ class _RangeReader:
       elif not text.strip():
         self._on_blank()
       elif rng.fmt == 'text':
-        yield source, text
+        yield self._rules.text_record(source, text)
       else:
         yield self._json(text, source)
 
@@ -562,9 +672,7 @@ class _RangeReader:
       f = io.BytesIO(f.read())  # Parquet needs random access.
     try:
       table = pq.ParquetFile(f)
-      names = set(table.schema_arrow.names)
-      columns = [c for c in (self._rules.id_field, self._rules.text_field)
-                 if c in names]
+      columns = self._rules.columns(table.schema_arrow.names)
       groups = (range(rng.start, rng.stop) if rng.stop >= 0 else
                 range(table.metadata.num_row_groups))
       batches = table.iter_batches(row_groups=list(groups), columns=columns)
@@ -606,8 +714,9 @@ class _Prefixed:
 
 
 def read_range(rng: FileRange, rules: Optional[RecordRules] = None
-               ) -> Iterator[Union[tuple[Any, str], ReadError]]:
-  """Reads one range without Beam: ``(id, text)`` pairs and `ReadError` s."""
+               ) -> Iterator[Union[tuple[Any, str], dict, ReadError]]:
+  """Reads one range without Beam: ``(id, text)`` pairs (or the dicts of
+  `RecordRules` that keep fields) and `ReadError` s."""
   return _RangeReader(rules or RecordRules()).read(rng)
 
 
@@ -617,9 +726,14 @@ class ReadRanges(beam.DoFn):
   Args:
     id_field: the id field (JSONL, CSV, Parquet).
     text_field: the text field (JSONL, CSV, Parquet).
+    keep_fields: fields to carry along; records become dicts (`RecordRules`).
+    keep_all_fields: carry every field; records become dicts.
   """
-  def __init__(self, *, id_field: str = 'id', text_field: str = 'text'):
-    self._rules = RecordRules(id_field, text_field)
+  def __init__(self, *, id_field: str = 'id', text_field: str = 'text',
+               keep_fields: Optional[Sequence[str]] = None,
+               keep_all_fields: bool = False):
+    self._rules = RecordRules(id_field, text_field, keep_fields=keep_fields,
+                              keep_all_fields=keep_all_fields)
     self._bytes = Metrics.counter(NAMESPACE, 'bytes_read')
     self._blank = Metrics.counter(NAMESPACE, 'blank_lines')
     self._records = Metrics.counter(NAMESPACE, 'records_read')
@@ -649,6 +763,9 @@ class ReadRanges(beam.DoFn):
 class ReadCorpus(beam.PTransform):
   """Reads every file matching ``pattern`` as ``(id, text)`` pairs.
 
+  With ``keep_fields`` or ``keep_all_fields`` the documents are dicts
+  ``{id_field: id, text_field: text, **kept}`` instead (`RecordRules`).
+
   Returns the documents and the read errors (``docs, errors = ...``).
 
   Args:
@@ -660,15 +777,21 @@ class ReadCorpus(beam.PTransform):
     rebalance: also redistribute the documents after reading (useful where
       the runner's shuffle is external; on the DirectRunner it would hold
       the corpus in the runner's memory).
+    keep_fields: fields to carry along with the id and the text.
+    keep_all_fields: carry every field of each record.
   """
   def __init__(self, pattern: str, input_format: str = 'auto', *,
                id_field: str = 'id', text_field: str = 'text',
                split_bytes: int = DEFAULT_SPLIT_BYTES,
-               rebalance: bool = False):
+               rebalance: bool = False,
+               keep_fields: Optional[Sequence[str]] = None,
+               keep_all_fields: bool = False):
     super().__init__()
     self._pattern = pattern
     self._planner = PlanRanges(input_format, split_bytes=split_bytes)
-    self._reader = ReadRanges(id_field=id_field, text_field=text_field)
+    self._reader = ReadRanges(id_field=id_field, text_field=text_field,
+                              keep_fields=keep_fields,
+                              keep_all_fields=keep_all_fields)
     self._rebalance = rebalance
 
   def expand(self, pbegin):

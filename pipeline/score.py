@@ -5,7 +5,8 @@ Usage::
   python -m pipeline.score --input GLOB --model BUNDLE --output OUTDIR \\
       [--format jsonl|csv|parquet|tfrecord] [--num_shards N] \\
       [--scores_as list|columns] [--id_field id] [--text_field text] \\
-      [--progress_secs 10] [--log_level ERROR] [any Beam pipeline option]
+      [--keep_fields a,b | --keep_all_fields] [--progress_secs 10] \
+      [--log_level ERROR] [any Beam pipeline option]
 
 Writes ``OUTDIR/scores-SSSSS-of-NNNNN.<ext>`` (one record per document:
 ``id``, ``scores`` (or one column per output), ``n_tokens``, ``truncated``),
@@ -14,6 +15,10 @@ for unreadable records, ``source``) and ``OUTDIR/_SUMMARY.json``. Every input
 record ends in exactly one of the first two. Dataset readers pointed at
 ``OUTDIR`` skip the ``_`` files and read exactly the scores. The DirectRunner
 is the default runner.
+
+``--keep_fields a,b`` and ``--keep_all_fields`` carry input fields to the
+score records after ``truncated`` (`pipeline.kept` says how each format
+writes them).
 
 Options are strict: one that neither this command nor Beam knows is an error
 naming the closest valid one. Inputs, the output directory and the bundle
@@ -53,7 +58,7 @@ from apache_beam.runners.runner import PipelineState
 
 from model import storage
 from model.bundle import MANIFEST, BundleError
-from pipeline import job_servers, progress, scaling, watchdog
+from pipeline import job_servers, kept, progress, scaling, watchdog
 from pipeline.readers import INPUT_FORMATS, ReadCorpus, input_format_of
 from pipeline.writers import (ERRORS_PREFIX, OUTPUT_FORMATS, SCORES_AS,
                               SCORES_PREFIX, SUMMARY_NAME, WriteErrors,
@@ -132,6 +137,12 @@ class ScoreOptions(PipelineOptions):
                         choices=('auto', 'always', 'never'),
                         help='shuffle documents after reading; auto: on every '
                         'runner but the local DirectRunner')
+    parser.add_argument('--keep_fields', default=None, metavar='A,B',
+                        help='input fields to write after the scores, '
+                        'separated by commas (the text only when named)')
+    parser.add_argument('--keep_all_fields', action='store_true',
+                        help='write every input field (the text too) after '
+                        'the scores')
     parser.add_argument('--allow_empty_input', action='store_true',
                         help='a pattern that matches no file scores nothing '
                         'instead of failing')
@@ -219,6 +230,38 @@ def _tally_error(record):
   return record
 
 
+def _keep_fields(scores, opts: Any, keep_fields: list[str]):
+  """The score records with their kept fields, fitted to the output's columns.
+
+  Returns:
+    ``(records, misfits, columns)``: the records to write, the records whose
+    kept fields the CSV/Parquet columns cannot hold (errors at stage
+    ``write``, or None), and those columns (None for JSONL).
+  """
+  records = scores | 'KeepFields' >> beam.Map(
+      kept.output_record, id_field=opts.id_field, keep_fields=keep_fields,
+      keep_all_fields=opts.keep_all_fields)
+  if opts.output_format == 'jsonl':
+    return records, None, None
+  columns = kept.infer_columns(
+      opts.input, opts.input_format, id_field=opts.id_field,
+      text_field=opts.text_field, keep_fields=keep_fields,
+      keep_all_fields=opts.keep_all_fields)
+  if opts.output_format == 'tfrecord' or (
+      opts.output_format == 'csv' and not opts.keep_all_fields):
+    # TFRecord writes any field; CSV text takes any value of known names.
+    return records, None, columns
+  records, misfits = records | 'FitKeptColumns' >> beam.ParDo(
+      kept.FitColumns(columns, opts.output_format)).with_outputs(
+          kept.FitColumns.ERRORS, main='records')
+  return records, misfits, columns
+
+
+def _keeps(opts: Any) -> bool:
+  return bool(getattr(opts, 'keep_fields', None) or
+              getattr(opts, 'keep_all_fields', False))
+
+
 def build(pipeline: beam.Pipeline, opts: Any,
           scorer: Optional[ScoreDocuments] = None,
           plan: Optional[scaling.Plan] = None) -> None:
@@ -236,20 +279,33 @@ def build(pipeline: beam.Pipeline, opts: Any,
       tf_threads=getattr(opts, 'tf_threads', -1),
       split_bytes=getattr(opts, 'split_bytes', 0),
       rebalance=getattr(opts, 'rebalance', 'auto'))
-  scorer = scorer or ScoreDocuments(opts.model, batch_tokens=opts.batch_tokens,
-                                    tf_threads=plan.tf_threads)
+  keep_fields = kept.parse_keep_fields(getattr(opts, 'keep_fields', None))
+  keep_all = bool(getattr(opts, 'keep_all_fields', False))
+  keeps = _keeps(opts)
+  scorer = scorer or make_scorer(opts, tf_threads=plan.tf_threads)
   docs, read_errors = pipeline | 'ReadCorpus' >> ReadCorpus(
       opts.input, opts.input_format, id_field=opts.id_field,
       text_field=opts.text_field, split_bytes=plan.split_bytes,
-      rebalance=plan.rebalance)
+      rebalance=plan.rebalance, keep_fields=keep_fields,
+      keep_all_fields=keep_all)
   scores, errors = docs | 'ScoreDocuments' >> scorer
   counted = read_errors | 'CountReadErrors' >> beam.Map(_count_read_error)
+  all_errors, columns = [errors, counted], None
+  if keeps:
+    # One error shape whether fields are kept or not; the record is in the
+    # input.
+    all_errors[0] = errors | 'StripErrorRecords' >> beam.Map(
+        kept.strip_record)
+    scores, misfits, columns = _keep_fields(scores, opts, keep_fields)
+    if misfits is not None:
+      all_errors.append(misfits)
   _ = (scores | 'CountScored' >> beam.ParDo(_CountScored())
        | 'WriteScores' >> WriteScores(
            opts.output, opts.output_format, num_shards=opts.num_shards,
            output_names=scorer.output_names,
-           scores_as=getattr(opts, 'scores_as', 'list')))
-  _ = ((errors, counted) | 'AllErrors' >> beam.Flatten()
+           scores_as=getattr(opts, 'scores_as', 'list'), kept=keeps,
+           kept_columns=columns))
+  _ = (all_errors | 'AllErrors' >> beam.Flatten()
        | 'TallyErrors' >> beam.Map(_tally_error)
        | 'WriteErrors' >> WriteErrors(opts.output,
                                       num_shards=opts.num_shards))
@@ -325,6 +381,19 @@ def check_output(outdir: str) -> None:
   console.check_writable_dir(outdir, '--output')
 
 
+def make_scorer(opts: Any, *, tf_threads: int = 0) -> ScoreDocuments:
+  """The `ScoreDocuments` for the options: pairs, or dicts with kept fields.
+
+  Raises:
+    BundleError: the bundle is missing or invalid.
+  """
+  # Kept fields make the documents dicts; pairs stay the fast path.
+  record_fields = ({'id_field': opts.id_field, 'text_field': opts.text_field}
+                   if _keeps(opts) else {})
+  return ScoreDocuments(opts.model, batch_tokens=opts.batch_tokens,
+                        tf_threads=tf_threads, **record_fields)
+
+
 def load_scorer(opts: Any, *, tf_threads: int = 0) -> ScoreDocuments:
   """Loads and checks the bundle; checks ``--scores_as`` against it.
 
@@ -333,8 +402,7 @@ def load_scorer(opts: Any, *, tf_threads: int = 0) -> ScoreDocuments:
       cannot be columns.
   """
   try:
-    scorer = ScoreDocuments(opts.model, batch_tokens=opts.batch_tokens,
-                            tf_threads=tf_threads)
+    scorer = make_scorer(opts, tf_threads=tf_threads)
   except BundleError as e:
     raise UsageError(f'--model {opts.model}: {e}') from e
   if opts.scores_as == 'columns':
@@ -559,6 +627,11 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
   files, total_bytes = check_input(args.input, input_format=args.input_format,
                                    allow_empty=args.allow_empty_input)
   check_output(args.output)
+  try:
+    kept.check_keep_options(kept.parse_keep_fields(args.keep_fields),
+                            args.keep_all_fields, args.id_field)
+  except ValueError as e:
+    raise UsageError(str(e)) from e
   argv = list(sys.argv[1:] if argv is None else argv)
   try:
     plan = scaling.plan(options, argv, size=total_bytes,
@@ -570,6 +643,13 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
   if plan.flags and test_pipeline is None:
     options = PipelineOptions(argv + plan.flags)
   scorer = load_scorer(args, tf_threads=plan.tf_threads)
+  if args.scores_as == 'columns':
+    clash = sorted(set(kept.parse_keep_fields(args.keep_fields)) &
+                   set(scorer.output_names))
+    if clash:
+      raise UsageError(f'--keep_fields names {clash[0]!r}, which is also a '
+                       f'score column with --scores_as columns; rename the '
+                       f'field or use --scores_as list.')
   options.view_as(SetupOptions).save_main_session = False
   if test_pipeline is None:
     # Flink/Spark: the job-server jar through Maven, Java 17 flags.

@@ -21,6 +21,9 @@ from typing import Optional, Sequence
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.kept import (Column, csv_cells, csv_suffix, json_record,
+                           parquet_fields, tf_features, tf_kinds)
+
 _LOGGER = logging.getLogger(__name__)
 
 OUTPUT_FORMATS = ('jsonl', 'csv', 'parquet', 'tfrecord')
@@ -60,8 +63,8 @@ def _flat(record: dict, names: Optional[Sequence[str]]) -> dict:
     return record
   out = {'id': record['id']}
   out.update(zip(names, record['scores']))
-  out['n_tokens'] = record['n_tokens']
-  out['truncated'] = record['truncated']
+  # n_tokens, truncated, then any kept fields, in their order.
+  out.update((k, v) for k, v in record.items() if k not in ('id', 'scores'))
   return out
 
 
@@ -78,7 +81,8 @@ def _csv_line(record: dict, names: Optional[Sequence[str]] = None) -> str:
                     str(record['truncated']).lower()])
 
 
-def _tf_example(record: dict, names: Optional[Sequence[str]] = None) -> bytes:
+def _tf_example(record: dict, names: Optional[Sequence[str]] = None,
+                kept: Optional[dict] = None) -> bytes:
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   floats = lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=v))
   ints = lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v))
@@ -92,6 +96,8 @@ def _tf_example(record: dict, names: Optional[Sequence[str]] = None) -> bytes:
     feature['scores'] = floats(record['scores'])
   else:
     feature.update({n: floats([s]) for n, s in zip(names, record['scores'])})
+  if kept is not None:  # The tf_kinds of the kept columns.
+    feature.update(tf_features(record, kept))
   return tf.train.Example(features=tf.train.Features(
       feature=feature)).SerializeToString()
 
@@ -127,15 +133,26 @@ class WriteScores(beam.PTransform):
     output_names: the bundle's output names (needed for ``columns``).
     scores_as: ``list`` (one ``scores`` field) or ``columns`` (one field per
       output, named after it).
+    kept: the records carry kept input fields after today's fields, written
+      as `pipeline.kept` says per format.
+    kept_columns: their columns (`pipeline.kept.infer_columns`), needed for
+      CSV and Parquet (records must have passed `pipeline.kept.FitColumns`);
+      TFRecord uses them, when given, to give a feature one type.
   """
   def __init__(self, outdir: str, output_format: str = 'jsonl', *,
                num_shards: int = 0,
                output_names: Optional[Sequence[str]] = None,
-               scores_as: str = 'list'):
+               scores_as: str = 'list', kept: bool = False,
+               kept_columns: Optional[Sequence[Column]] = None):
     super().__init__()
     if output_format not in OUTPUT_FORMATS:
       raise ValueError(f'output format must be one of {OUTPUT_FORMATS}; '
                        f'received {output_format!r}.')
+    if kept and kept_columns is None and output_format in ('csv', 'parquet'):
+      raise ValueError(f'{output_format} output of kept fields needs their '
+                       f'columns (kept_columns).')
+    self._kept = kept
+    self._kept_columns = list(kept_columns or []) if kept else []
     self._fields = score_fields(output_names, scores_as)
     self._names = (list(output_names) if scores_as == 'columns' else None)
     self._prefix = FileSystems.join(outdir, SCORES_PREFIX)
@@ -144,26 +161,36 @@ class WriteScores(beam.PTransform):
 
   def expand(self, records):
     fmt, prefix, shards = self._format, self._prefix, self._num_shards
-    names = self._names
+    names, kept, columns = self._names, self._kept, self._kept_columns
     if fmt == 'jsonl':
+      as_json = json_record if kept else (lambda r: r)
       return (records | 'ToJson' >> beam.Map(
-          lambda r: json_line(_flat(r, names)))
+          lambda r: json_line(_flat(as_json(r), names)))
               | 'WriteJsonl' >> beam.io.WriteToText(
                   prefix, file_name_suffix='.jsonl', num_shards=shards))
     if fmt == 'csv':
-      return (records | 'ToCsv' >> beam.Map(_csv_line, names)
+      header = _csv_text(self._fields)
+      to_csv = lambda r: _csv_line(r, names)
+      if columns:
+        kept_names = [c.name for c in columns]
+        header += csv_suffix(kept_names)
+        to_csv = lambda r: (_csv_line(r, names) +
+                            csv_suffix(csv_cells(r, kept_names)))
+      return (records | 'ToCsv' >> beam.Map(to_csv)
               | 'WriteCsv' >> beam.io.WriteToText(
                   prefix, file_name_suffix='.csv', num_shards=shards,
-                  header=_csv_text(self._fields)))
+                  header=header))
     if fmt == 'tfrecord':
-      return (records | 'ToExample' >> beam.Map(_tf_example, names)
+      kinds = tf_kinds(columns) if kept else None
+      return (records | 'ToExample' >> beam.Map(_tf_example, names, kinds)
               | 'WriteTfrecord' >> beam.io.WriteToTFRecord(
                   prefix, file_name_suffix='.tfrecord', num_shards=shards))
     import pyarrow as pa  # pylint: disable=import-outside-toplevel
     scores = ([('scores', pa.list_(pa.float64()))] if names is None else
               [(n, pa.float64()) for n in names])
     schema = pa.schema([('id', pa.string()), *scores,
-                        ('n_tokens', pa.int64()), ('truncated', pa.bool_())])
+                        ('n_tokens', pa.int64()), ('truncated', pa.bool_()),
+                        *parquet_fields(columns)])
     return (records | 'ToParquetRow' >> beam.Map(_parquet_row, names)
             | 'WriteParquet' >> beam.io.WriteToParquet(
                 prefix, schema, file_name_suffix='.parquet',
