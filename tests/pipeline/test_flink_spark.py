@@ -51,8 +51,6 @@ from transforms.metrics import NAMESPACE
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 FILES = 6
-# The readers' byte-range splitting (one big file shared by many workers).
-SPLITS = 'split_bytes' in PipelineOptions([]).get_all_options()
 
 
 def _free_port() -> int:
@@ -296,9 +294,6 @@ def test_flink_two_slots_score_many_files(tmp_path, mixed, direct,
   _assert_two_workers_scored(result, mixed['good'])
 
 
-@pytest.mark.xfail(not SPLITS, run=False, reason='one file is read by one '
-                   'worker until the readers split files into byte ranges '
-                   '(--split_bytes)')
 def test_flink_two_slots_score_one_file(tmp_path, corpus, trained_bundle,
                                         flink_endpoint, worker_pool):
   lines, good, bad = _mixed_lines(corpus, 's', 200)
