@@ -168,3 +168,14 @@ def test_dictionary_mismatch_is_refused(copy):
       version='0.0.1'))
   with pytest.raises(BundleError, match='MeCab dictionary unidic-lite 0.0.1'):
     load_bundle(copy).check_environment()
+
+
+def test_one_bundle_per_process_and_validation_is_reused(trained_bundle):
+  """Workers in one process share a bundle; the validated model is reused."""
+  from model.bundle import load_bundle
+  validated = load_bundle(trained_bundle.path)  # what construction does
+  predict = validated.load_signature()
+  again = load_bundle(trained_bundle.path, check_model=False)  # a worker
+  assert again is validated
+  assert again.load_signature() is predict  # no second SavedModel load
+  assert load_bundle(trained_bundle.path + '/', check_model=False) is again
