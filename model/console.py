@@ -351,7 +351,6 @@ def check_bundle_output(path: str, option: str, *, overwrite: bool,
   cannot be written (checked with a probe file, removed again).
   """
   from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
-  from model import storage  # pylint: disable=import-outside-toplevel
   local = '://' not in path
   if local and os.path.exists(path) and not os.path.isdir(path):
     raise UsageError(f'{option} {path}: is a file; give a directory.')

@@ -26,14 +26,11 @@ DirectRunner's.
   means each process loaded the model once.
 """
 
-import glob
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -44,6 +41,7 @@ from apache_beam.options.pipeline_options import (FlinkRunnerOptions,
 
 import tests.memfs as memfs
 from pipeline import job_servers, score
+from tests import services
 from tests.pipeline.test_score_cli import _read_errors, _read_scores
 from transforms.handler import WORKER_COUNTER_PREFIX, worker_identity
 from transforms.metrics import NAMESPACE
@@ -53,48 +51,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
 FILES = 6
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('localhost', 0))
-    return s.getsockname()[1]
-
-
-def _wait_for_port(port: int, process, log, timeout: float = 120.0) -> None:
-  deadline = time.time() + timeout
-  while time.time() < deadline:
-    if process.poll() is not None:
-      raise RuntimeError(f'service on port {port} exited early; see {log}')
-    with socket.socket() as s:
-      if s.connect_ex(('localhost', port)) == 0:
-        return
-    time.sleep(0.5)
-  raise TimeoutError(f'nothing listens on port {port}; see {log}')
-
-
-def _stop(processes) -> None:
-  for p in processes:
-    p.terminate()
-  for p in processes:
-    try:
-      p.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-      p.kill()
-
-
-def _env() -> dict[str, str]:
-  """This interpreter first on PATH (the worker pool starts ``python``)."""
-  return dict(os.environ,
-              PATH=os.path.dirname(sys.executable) + os.pathsep +
-              os.environ.get('PATH', ''),
-              PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''),
-              TF_CPP_MIN_LOG_LEVEL='3')
-
-
 @pytest.fixture(scope='module')
 def flink_endpoint(tmp_path_factory):
   """A Flink job server with an embedded cluster, shared by the module."""
   jar = job_servers.ensure_job_server('flink')
-  port = _free_port()
+  port = services.free_port()
   log = tmp_path_factory.mktemp('flink') / 'job-server.log'
   with open(log, 'wb') as out:
     process = subprocess.Popen(
@@ -103,27 +64,18 @@ def flink_endpoint(tmp_path_factory):
          '--artifact-port', '0', '--expansion-port', '0'],
         stdout=out, stderr=subprocess.STDOUT)
   try:
-    _wait_for_port(port, process, log)
+    services.wait_for_port(port, process, log)
     yield f'localhost:{port}'
   finally:
-    _stop([process])
+    services.stop([process])
 
 
 @pytest.fixture(scope='module')
 def worker_pool(tmp_path_factory):
   """Beam's worker pool: one Python process per SDK worker it is asked for."""
-  port = _free_port()
-  log = tmp_path_factory.mktemp('pool') / 'pool.log'
-  with open(log, 'wb') as out:
-    process = subprocess.Popen(
-        [sys.executable, '-m', 'apache_beam.runners.worker.worker_pool_main',
-         '--service_port', str(port)], cwd=ROOT, env=_env(), stdout=out,
-        stderr=subprocess.STDOUT)
-  try:
-    _wait_for_port(port, process, log)
+  port = services.free_port()
+  with services.worker_pool(tmp_path_factory.mktemp('pool'), port):
     yield f'localhost:{port}'
-  finally:
-    _stop([process])
 
 
 def _mixed_lines(corpus, prefix: str, n_docs: int) -> tuple[list[bytes],
@@ -260,7 +212,7 @@ def test_flink_runner_as_a_user_types_it(tmp_path, mixed, direct,
       [sys.executable, '-m', 'pipeline.score', '--input', mixed['pattern'],
        '--model', trained_bundle.path, '--output', outdir, '--format',
        'parquet', '--runner', 'FlinkRunner', '--parallelism', '2'],
-      cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600,
+      cwd=ROOT, env=services.env(), capture_output=True, text=True, timeout=600,
       check=False)
   assert done.returncode == 0, done.stderr[-3000:]
   assert f'Scored {mixed["good"]} documents' in done.stdout
@@ -388,11 +340,11 @@ def test_prefetch_command_prints_the_cached_jar(tmp_path):
   """``python -m pipeline.job_servers``, as CI runs it before the tests."""
   cached = job_servers.ensure_job_server('flink')
   command = [sys.executable, '-m', 'pipeline.job_servers']
-  done = subprocess.run(command + ['flink'], cwd=ROOT, env=_env(),
+  done = subprocess.run(command + ['flink'], cwd=ROOT, env=services.env(),
                         capture_output=True, text=True, check=False)
   assert done.returncode == 0, done.stderr[-2000:]
   assert done.stdout.strip() == f'flink: {cached}'
-  env = dict(_env(), PATH=_path_with(tmp_path, 'java'))
+  env = dict(services.env(), PATH=_path_with(tmp_path, 'java'))
   done = subprocess.run(command + ['spark', '--cache_dir',
                                    str(tmp_path / 'empty')],
                         cwd=ROOT, env=env, capture_output=True, text=True,

@@ -75,7 +75,7 @@ def _read(outdir, fmt):
 
 def _errors(outdir):
   out = []
-  for path in glob.glob(os.path.join(str(outdir), 'errors-*')):
+  for path in glob.glob(os.path.join(str(outdir), '_errors-*')):
     with open(path, encoding='utf-8') as f:
       out += [json.loads(line) for line in f]
   return out
@@ -361,6 +361,7 @@ def test_parquet_in_jsonl_and_tfrecord_out(tmp_path, corpus, trained_bundle):
        '--id_field', 'doc', '--keep_fields', fields)
   out = _read(tmp_path / 'json', 'jsonl')
   assert [r['id'] for r in out] == [11, 12, 13]  # JSON keeps the int id
+  assert [r['doc'] for r in out] == list(want)
   first = out[0]
   assert list(first) == BASE + fields.split(',')
   assert first['doc'] == 11 and first['small'] == 1 and first['ok'] is True

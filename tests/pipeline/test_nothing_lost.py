@@ -11,7 +11,6 @@ import os
 import zlib
 
 import numpy as np
-import pytest
 import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -9,70 +9,24 @@
 import glob
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
 from pipeline import score
+from tests import services
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('localhost', 0))
-    return s.getsockname()[1]
-
-
-def _wait_for_port(port: int, process, timeout: float = 60.0) -> None:
-  deadline = time.time() + timeout
-  while time.time() < deadline:
-    if process.poll() is not None:
-      raise RuntimeError(f'service on port {port} exited early')
-    with socket.socket() as s:
-      if s.connect_ex(('localhost', port)) == 0:
-        return
-    time.sleep(0.2)
-  raise TimeoutError(f'nothing listens on port {port}')
-
-
 @pytest.fixture(scope='module')
 def portable_services(tmp_path_factory):
-  # The pool starts workers as `python`: make it this interpreter.
-  env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep +
-             os.environ.get('PYTHONPATH', ''),
-             PATH=os.path.dirname(sys.executable) + os.pathsep +
-             os.environ.get('PATH', ''))
-  job_port, pool_port = _free_port(), _free_port()
   logs = tmp_path_factory.mktemp('services')
-  processes = [
-      subprocess.Popen(
-          [sys.executable, '-m',
-           'apache_beam.runners.portability.local_job_service_main',
-           '--port', str(job_port)], cwd=ROOT, env=env,
-          stdout=open(logs / 'job.log', 'wb'), stderr=subprocess.STDOUT),
-      subprocess.Popen(
-          [sys.executable, '-m', 'apache_beam.runners.worker.worker_pool_main',
-           '--service_port', str(pool_port)], cwd=ROOT, env=env,
-          stdout=open(logs / 'pool.log', 'wb'), stderr=subprocess.STDOUT),
-  ]
-  try:
-    _wait_for_port(job_port, processes[0])
-    _wait_for_port(pool_port, processes[1])
+  job_port, pool_port = services.free_port(), services.free_port()
+  with services.job_service(logs, job_port), services.worker_pool(
+      logs, pool_port):
     yield f'localhost:{job_port}', f'localhost:{pool_port}'
-  finally:
-    for p in processes:
-      p.terminate()
-    for p in processes:
-      try:
-        p.wait(timeout=20)
-      except subprocess.TimeoutExpired:
-        p.kill()
 
 
 def _read(outdir):

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from tests.pipeline.test_runners import _free_port, _wait_for_port
+from tests import services
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -34,13 +34,6 @@ POOL_WORKER = b'SdkHarness('
 
 pytestmark = pytest.mark.skipif(not os.path.isdir('/proc'),
                                 reason='finds worker processes in /proc')
-
-
-def _env() -> dict:
-  # The worker pool starts workers as `python` from PATH: it must be ours.
-  return dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get(
-      'PYTHONPATH', ''), PATH=os.path.dirname(sys.executable) + os.pathsep +
-              os.environ.get('PATH', ''), TF_CPP_MIN_LOG_LEVEL='3')
 
 
 def _descendants(root: int) -> list[tuple[int, bytes]]:
@@ -95,7 +88,7 @@ def _start(input_path, bundle, outdir, flags) -> subprocess.Popen:
   return subprocess.Popen(
       [sys.executable, '-m', 'pipeline.score', '--input', input_path,
        '--model', bundle, '--output', outdir, '--batch_tokens', '300'] + flags,
-      cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      cwd=ROOT, env=services.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
       text=True)
 
 
@@ -201,33 +194,13 @@ def test_direct_worker_killed_before_its_first_bundle(tmp_path, corpus,
 @pytest.fixture(scope='module')
 def pool_services(tmp_path_factory):
   """A local job service and a worker pool whose pid the test knows."""
-  job_port, pool_port = _free_port(), _free_port()
   logs = tmp_path_factory.mktemp('death-services')
-  processes = [
-      subprocess.Popen(
-          [sys.executable, '-m',
-           'apache_beam.runners.portability.local_job_service_main',
-           '--port', str(job_port)], cwd=ROOT, env=_env(),
-          stdout=open(logs / 'job.log', 'wb'), stderr=subprocess.STDOUT),
-      subprocess.Popen(
-          [sys.executable, '-m', 'apache_beam.runners.worker.worker_pool_main',
-           '--service_port', str(pool_port)], cwd=ROOT, env=_env(),
-          stdout=open(logs / 'pool.log', 'wb'), stderr=subprocess.STDOUT),
-  ]
-  try:
-    _wait_for_port(job_port, processes[0])
-    _wait_for_port(pool_port, processes[1])
+  job_port, pool_port = services.free_port(), services.free_port()
+  with services.job_service(logs, job_port), services.worker_pool(
+      logs, pool_port) as pool:
     yield ['--runner', 'PortableRunner', '--job_endpoint',
            f'localhost:{job_port}', '--environment_type', 'EXTERNAL',
-           '--environment_config', f'localhost:{pool_port}'], processes[1].pid
-  finally:
-    for p in processes:
-      p.terminate()
-    for p in processes:
-      try:
-        p.wait(timeout=20)
-      except subprocess.TimeoutExpired:
-        p.kill()
+           '--environment_config', f'localhost:{pool_port}'], pool.pid
 
 
 def test_portable_worker_killed_while_scoring(tmp_path, corpus, trained_bundle,

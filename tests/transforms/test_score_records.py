@@ -2,7 +2,6 @@
 
 import glob
 import json
-import os
 
 import apache_beam as beam
 import numpy as np
