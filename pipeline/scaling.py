@@ -7,8 +7,10 @@ Three settings decide whether a second core helps:
   do not add up; worker processes do. With no ``--direct_*`` flag given,
   `plan` switches the DirectRunner to ``multi_processing`` with one worker
   per core once the input is large enough (`MIN_PARALLEL_BYTES`) to pay for
-  starting them: each worker imports TensorFlow and loads the model, about
-  3 s of one core. ``--direct_num_workers 1`` still forces one worker.
+  starting them: each worker imports Beam and TensorFlow and loads the
+  model, which measured here as about 12 s more start-up for two workers
+  than for one in-process run (that one reuses the model its validation
+  loaded). ``--direct_num_workers 1`` still forces one worker.
 * **TensorFlow's threads per process** (``--tf_threads``): by default each
   local worker gets its share of the cores, so two workers on two cores do
   not both run two TensorFlow threads and fight for the cores. On Dataflow,
@@ -38,7 +40,11 @@ from pipeline.readers import DEFAULT_SPLIT_BYTES
 
 _LOGGER = logging.getLogger(__name__)
 
-MIN_PARALLEL_BYTES = 4 << 20
+# Measured on the project's 2-core machine (bench/results): a second worker
+# process costs about 12 s more start-up (its own Beam and TensorFlow
+# imports, 5 s of them TensorFlow's) and raises steady throughput from about
+# 1.1 to 2.0 MB of JSONL a second, so it pays from about 27 MB of input.
+MIN_PARALLEL_BYTES = 32 << 20
 MIN_SPLIT_BYTES = 1 << 20
 RANGES_PER_WORKER = 8
 _LOCAL_RUNNERS = (None, '', 'DirectRunner', 'direct', 'InteractiveRunner')
