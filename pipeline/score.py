@@ -623,15 +623,15 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
     SystemExit: bad command line (argparse, status 2).
   """
   args, options = parse_args(argv)
-  started, clock = _now(), time.monotonic()
-  files, total_bytes = check_input(args.input, input_format=args.input_format,
-                                   allow_empty=args.allow_empty_input)
-  check_output(args.output)
   try:
     kept.check_keep_options(kept.parse_keep_fields(args.keep_fields),
                             args.keep_all_fields, args.id_field)
   except ValueError as e:
     raise UsageError(str(e)) from e
+  started, clock = _now(), time.monotonic()
+  files, total_bytes = check_input(args.input, input_format=args.input_format,
+                                   allow_empty=args.allow_empty_input)
+  check_output(args.output)
   argv = list(sys.argv[1:] if argv is None else argv)
   try:
     plan = scaling.plan(options, argv, size=total_bytes,
@@ -653,7 +653,10 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
   options.view_as(SetupOptions).save_main_session = False
   if test_pipeline is None:
     # Flink/Spark: the job-server jar through Maven, Java 17 flags.
-    job_servers.prepare_runner(options)
+    try:
+      job_servers.prepare_runner(options)
+    except job_servers.JobServerError as e:
+      raise UsageError(str(e)) from e
   runner = options.view_as(beam_options.StandardOptions).runner or (
       'DirectRunner')
   _LOGGER.info('Scoring %s (%d file%s, %s bytes) with %s into %s on %s%s',

@@ -30,7 +30,8 @@ from typing import Any, Callable, Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import (PipelineOptions,
+                                                  StandardOptions)
 from apache_beam.runners.runner import PipelineResult
 
 from model.storage import remove_tree
@@ -224,6 +225,13 @@ def _died_message(reason: str, outdir: str) -> str:
           'the same command to write the complete output.')
 
 
+def _runs_in_process(pipeline: beam.Pipeline) -> bool:
+  """Whether ``pipeline.run()`` itself runs the job (the DirectRunner)."""
+  runner = pipeline.options.view_as(StandardOptions).runner
+  return runner in (None, '', 'DirectRunner', 'direct', 'BundleBasedDirectRunner',
+                    'SwitchingDirectRunner')
+
+
 def run_and_wait(pipeline: beam.Pipeline, outdir: str, *,
                  grace_secs: float = 5.0,
                  poll_secs: float = 0.5,
@@ -264,16 +272,30 @@ def run_and_wait(pipeline: beam.Pipeline, outdir: str, *,
     if before is not None:
       remove_partial_output(outdir, before)
 
+  def submit():
+    box['result'] = pipeline.run()
+    if on_start is not None:
+      on_start(box['result'])
+
   def run():
     try:
-      box['result'] = pipeline.run()
-      if on_start is not None:
-        on_start(box['result'])
+      if 'result' not in box:
+        submit()
       box['result'].wait_until_finish()
     except BaseException as e:  # pylint: disable=broad-except
       box['error'] = e
     finally:
       done.set()
+
+  if not _runs_in_process(pipeline):
+    # Job-service runners return once the job is submitted, and starting a
+    # job server (Flink, Spark) installs signal handlers, which only the
+    # main thread may do: submit here, wait in the thread.
+    try:
+      submit()
+    except BaseException:
+      clean_up()
+      raise
 
   start = time.monotonic()
   with _WorkerExits() as exits:

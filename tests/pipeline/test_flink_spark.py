@@ -263,6 +263,13 @@ def test_flink_two_slots_score_one_file(tmp_path, corpus, trained_bundle,
 
 # --- Set-up: the jar through Maven, one line when something is missing ------
 
+def _one_doc(tmp_path) -> str:
+  """A real input: the checks of inputs, output and bundle come first."""
+  path = tmp_path / 'one.jsonl'
+  path.write_text('{"id": "a", "text": "猫"}\n', encoding='utf-8')
+  return str(path)
+
+
 def _path_with(tmp_path, *programs: str) -> str:
   """A PATH holding only ``programs`` (links to the real ones)."""
   bindir = tmp_path / 'bin'
@@ -274,11 +281,12 @@ def _path_with(tmp_path, *programs: str) -> str:
 
 @pytest.mark.parametrize('runner', ['FlinkRunner', 'SparkRunner'])
 def test_missing_maven_says_how_to_supply_the_jar(tmp_path, monkeypatch,
-                                                  capsys, runner):
+                                                  capsys, runner,
+                                                  trained_bundle):
   monkeypatch.setenv('PATH', _path_with(tmp_path, 'java'))
   monkeypatch.setenv(job_servers.CACHE_ENV, str(tmp_path / 'empty-cache'))
-  code = score.main(['--input', str(tmp_path / 'none.jsonl'), '--model',
-                     str(tmp_path / 'bundle'), '--output',
+  code = score.main(['--input', _one_doc(tmp_path), '--model',
+                     trained_bundle.path, '--output',
                      str(tmp_path / 'out'), '--runner', runner])
   err = capsys.readouterr().err.strip().splitlines()
   assert code == 2
@@ -288,10 +296,12 @@ def test_missing_maven_says_how_to_supply_the_jar(tmp_path, monkeypatch,
   assert f'{flag} PATH' in err[0]
 
 
-def test_missing_java_is_named(tmp_path, monkeypatch, capsys):
+def test_missing_java_is_named(tmp_path, monkeypatch, capsys,
+                               trained_bundle):
   monkeypatch.setenv('PATH', _path_with(tmp_path, 'mvn'))
-  code = score.main(['--input', str(tmp_path / 'none.jsonl'), '--model',
-                     str(tmp_path / 'bundle'), '--output',
+  monkeypatch.setenv(job_servers.CACHE_ENV, str(tmp_path / 'empty-cache'))
+  code = score.main(['--input', _one_doc(tmp_path), '--model',
+                     trained_bundle.path, '--output',
                      str(tmp_path / 'out'), '--runner', 'FlinkRunner'])
   err = capsys.readouterr().err.strip().splitlines()
   assert code == 2
