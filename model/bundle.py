@@ -30,6 +30,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from model import storage
+from model.tensorflow_import import import_tensorflow
 from model.text import PADDING_SIDES, Segmenter, TokenizerConfig, Vocabulary, pad_batch
 
 _LOGGER = logging.getLogger(__name__)
@@ -166,15 +167,22 @@ class Bundle:
     """Loads the SavedModel and returns ``fn(token_ids) -> scores`` (numpy).
 
     The model is loaded once per `Bundle` object (and `load_bundle` returns
-    one object per bundle and process); the callable is thread-safe.
+    one object per bundle and process) and checked against the vocabulary
+    and outputs on a probe (`verify_model`) as it loads, wherever that is;
+    the callable is thread-safe.
+
+    Raises:
+      BundleError: the SavedModel cannot be loaded or fails the probe.
     """
     with self._lock:
       if self._predict is None:
-        self._predict = self._load_signature()
+        predict = self._load_signature()
+        verify_model(self, predict)
+        self._predict = predict
       return self._predict
 
   def _load_signature(self):
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    tf = import_tensorflow()
     path = self.file('saved_model')
     try:
       with storage.local_copy(path, directory=True) as local:
@@ -267,7 +275,8 @@ def _sha256(data: bytes) -> str:
   return hashlib.sha256(data).hexdigest()
 
 
-def load_bundle(path: str, *, check_model: bool = True) -> Bundle:
+def load_bundle(path: str, *, check_model: bool = True,
+                probe_model: bool = True) -> Bundle:
   """Reads and validates a bundle.
 
   Without ``check_model``, a bundle this process already read with the same
@@ -276,9 +285,13 @@ def load_bundle(path: str, *, check_model: bool = True) -> Bundle:
 
   Args:
     path: the bundle directory, on any Beam filesystem.
-    check_model: also verify the SavedModel's checksum and call it on a probe
-      (the largest vocabulary id) to check the embedding's size and the
-      number of outputs. Loads TensorFlow.
+    check_model: also verify the SavedModel's checksum.
+    probe_model: with ``check_model``, also load the SavedModel here and
+      call it on a probe (the largest vocabulary id) to check the
+      embedding's size and the number of outputs. Imports TensorFlow. Turn
+      it off in a process that will not score (a job's launcher whose
+      workers are other processes): `Bundle.load_signature` probes wherever
+      the model is loaded.
 
   Raises:
     BundleError: naming the file and what is wrong.
@@ -290,15 +303,16 @@ def load_bundle(path: str, *, check_model: bool = True) -> Bundle:
     with _LOADED_LOCK:
       if key in _LOADED:
         return _LOADED[key]
-  bundle = _validate(path, _read_manifest(path, raw), check_model)
+  bundle = _validate(path, _read_manifest(path, raw), check_model,
+                     probe_model)
   with _LOADED_LOCK:
     if check_model or key not in _LOADED:
       _LOADED[key] = bundle
     return _LOADED[key]
 
 
-def _validate(path: str, manifest: dict[str, Any], check_model: bool
-              ) -> Bundle:
+def _validate(path: str, manifest: dict[str, Any], check_model: bool,
+              probe_model: bool) -> Bundle:
   bundle = Bundle(path, manifest, Vocabulary([]))
 
   vocab_path = bundle.file('vocabulary')
@@ -335,7 +349,8 @@ def _validate(path: str, manifest: dict[str, Any], check_model: bool
       raise BundleError(
           f'{model_path}: checksum differs from the manifest; the SavedModel '
           f'is truncated, corrupt or was changed.')
-    verify_model(bundle, bundle.load_signature())
+    if probe_model:
+      bundle.load_signature()  # Probes the model as it loads.
   return bundle
 
 

@@ -52,6 +52,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from model.tensorflow_import import import_tensorflow
 from pipeline.readers import (RESERVED_FIELDS, FileRange, ReadError,
                               RecordRules, format_from_extension, read_range)
 from transforms.metrics import NAMESPACE
@@ -230,7 +231,7 @@ def tf_features(record: dict[str, Any],
     kinds: `tf_kinds` of the kept columns, where known; other fields go by
       the type of each value.
   """
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  tf = import_tensorflow()
   kinds = kinds or {}
   features = {}
   for name, value in record.items():

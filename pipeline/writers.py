@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from model.tensorflow_import import import_tensorflow
 from pipeline.kept import (Column, csv_cells, csv_suffix, json_record,
                            parquet_fields, tf_features, tf_kinds)
 
@@ -83,7 +84,7 @@ def _csv_line(record: dict, names: Optional[Sequence[str]] = None) -> str:
 
 def _tf_example(record: dict, names: Optional[Sequence[str]] = None,
                 kept: Optional[dict] = None) -> bytes:
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  tf = import_tensorflow()
   floats = lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=v))
   ints = lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v))
   feature = {

@@ -47,6 +47,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from model.bundle import Bundle, load_bundle
+from model.tensorflow_import import import_tensorflow
 from model.text import budget_batches
 from transforms.metrics import NAMESPACE
 
@@ -80,7 +81,7 @@ def set_tf_threads(threads: int) -> bool:
   """
   if threads <= 0:
     return False
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  tf = import_tensorflow()
   try:
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
