@@ -87,9 +87,13 @@ class Plan:
     split_bytes: the size of one input range.
     rebalance: whether to shuffle documents after reading.
     flags: Beam flags to add (``--direct_running_mode``...).
+    in_process: whether the job's workers run in this process (the local
+      DirectRunner in memory or with threads), so that a model loaded here
+      is the one that scores.
   """
   def __init__(self, workers: int, tf_threads: int, split_bytes: int,
-               rebalance: bool, flags: list[str]):
+               rebalance: bool, flags: list[str], in_process: bool = False):
+    self.in_process = in_process
     self.workers = workers
     self.tf_threads = tf_threads
     self.split_bytes = split_bytes
@@ -99,7 +103,7 @@ class Plan:
   def __repr__(self) -> str:
     return (f'Plan(workers={self.workers}, tf_threads={self.tf_threads}, '
             f'split_bytes={self.split_bytes}, rebalance={self.rebalance}, '
-            f'flags={self.flags})')
+            f'flags={self.flags}, in_process={self.in_process})')
 
 
 def plan(options: PipelineOptions, argv: Sequence[str], *,
@@ -129,19 +133,23 @@ def plan(options: PipelineOptions, argv: Sequence[str], *,
       mode = direct.direct_running_mode
       workers = direct.direct_num_workers or cores
       processes = workers if mode == 'multi_processing' else 1
+      in_process = mode != 'multi_processing'
     elif cores > 1 and size >= MIN_PARALLEL_BYTES:
       workers = processes = cores
+      in_process = False
       flags = ['--direct_running_mode', 'multi_processing',
                '--direct_num_workers', str(workers)]
     else:
       workers = processes = 1
+      in_process = True
     share = max(1, cores // processes)
   else:
     # Dataflow runs one SDK process per vCPU: each gets one core. Elsewhere
     # the cores of the machines that run the workers are not known here (on
     # a local Flink or Spark with LOOPBACK every SDK harness shares this
     # process, so TensorFlow's default is right); --tf_threads says it.
-    workers = 0
+    workers = processes = 0
+    in_process = False
     runner = str(options.view_as(StandardOptions).runner or '')
     share = 1 if 'Dataflow' in runner else 0
   threads = share if tf_threads < 0 else tf_threads
@@ -156,7 +164,8 @@ def plan(options: PipelineOptions, argv: Sequence[str], *,
     raise ValueError(f'--rebalance must be auto, always or never; received '
                      f'{rebalance!r}.')
   shuffle = rebalance == 'always' or (rebalance == 'auto' and not local)
-  result = Plan(workers, threads, split_bytes, shuffle, flags)
+  result = Plan(workers, threads, split_bytes, shuffle, flags,
+                in_process=in_process)
   _LOGGER.debug('Scaling plan for %d input bytes on %d cores: %r', size, cores,
                 result)
   return result

@@ -381,8 +381,15 @@ def check_output(outdir: str) -> None:
   console.check_writable_dir(outdir, '--output')
 
 
-def make_scorer(opts: Any, *, tf_threads: int = 0) -> ScoreDocuments:
+def make_scorer(opts: Any, *, tf_threads: int = 0,
+                probe_model: bool = True) -> ScoreDocuments:
   """The `ScoreDocuments` for the options: pairs, or dicts with kept fields.
+
+  Args:
+    opts: the parsed command line.
+    tf_threads: TensorFlow threads per worker process (0: TF's default).
+    probe_model: load and probe the model in this process (see
+      `ScoreDocuments`); off when the workers are other processes.
 
   Raises:
     BundleError: the bundle is missing or invalid.
@@ -391,10 +398,12 @@ def make_scorer(opts: Any, *, tf_threads: int = 0) -> ScoreDocuments:
   record_fields = ({'id_field': opts.id_field, 'text_field': opts.text_field}
                    if _keeps(opts) else {})
   return ScoreDocuments(opts.model, batch_tokens=opts.batch_tokens,
-                        tf_threads=tf_threads, **record_fields)
+                        tf_threads=tf_threads, probe_model=probe_model,
+                        **record_fields)
 
 
-def load_scorer(opts: Any, *, tf_threads: int = 0) -> ScoreDocuments:
+def load_scorer(opts: Any, *, tf_threads: int = 0,
+                probe_model: bool = True) -> ScoreDocuments:
   """Loads and checks the bundle; checks ``--scores_as`` against it.
 
   Raises:
@@ -402,7 +411,7 @@ def load_scorer(opts: Any, *, tf_threads: int = 0) -> ScoreDocuments:
       cannot be columns.
   """
   try:
-    scorer = make_scorer(opts, tf_threads=tf_threads)
+    scorer = make_scorer(opts, tf_threads=tf_threads, probe_model=probe_model)
   except BundleError as e:
     raise UsageError(f'--model {opts.model}: {e}') from e
   if opts.scores_as == 'columns':
@@ -642,7 +651,11 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
     raise UsageError(str(e)) from e
   if plan.flags and test_pipeline is None:
     options = PipelineOptions(argv + plan.flags)
-  scorer = load_scorer(args, tf_threads=plan.tf_threads)
+  # A launcher whose workers are other processes need not import TensorFlow:
+  # checksums are verified here, and each worker probes the model it loads.
+  scorer = load_scorer(args, tf_threads=plan.tf_threads,
+                       probe_model=test_pipeline is not None or
+                       plan.in_process)
   if args.scores_as == 'columns':
     clash = sorted(set(kept.parse_keep_fields(args.keep_fields)) &
                    set(scorer.output_names))

@@ -165,6 +165,11 @@ class ScoreDocuments(beam.PTransform):
     inference_fn: optional ``fn(model, padded_ids) -> scores`` replacing the
       SavedModel call (see `BundleModelHandler`).
     validate: check the bundle now (on by default).
+    probe_model: with ``validate``, also load the SavedModel now and call it
+      on a probe, which imports TensorFlow here. Turn it off where the
+      pipeline is only built here and scored in other processes (worker
+      processes, a cluster): each worker probes the model as it loads it,
+      and the checksums are still verified here.
     tf_threads: TensorFlow threads per worker process (0: TF's default); see
       `BundleModelHandler`.
     label: the transform's label.
@@ -183,6 +188,7 @@ class ScoreDocuments(beam.PTransform):
                sort_buffer_tokens: int = DEFAULT_BUFFER_TOKENS,
                inference_fn: Optional[Callable] = None,
                validate: bool = True,
+               probe_model: bool = True,
                tf_threads: int = 0,
                label: Optional[str] = None):
     super().__init__(label)
@@ -193,7 +199,8 @@ class ScoreDocuments(beam.PTransform):
     if not isinstance(text_field, str) or not text_field:
       raise ValueError(
           f'text_field must be a field name; received {text_field!r}.')
-    bundle = load_bundle(bundle_path, check_model=validate)
+    bundle = load_bundle(bundle_path, check_model=validate,
+                         probe_model=probe_model)
     if validate:
       bundle.check_environment()
     self._bundle_path = bundle_path

@@ -133,6 +133,40 @@ def test_vocabulary_larger_than_model_embedding_is_refused(copy, trained_bundle)
     load_bundle(copy)
 
 
+def _drop_an_output(m):
+  m['outputs'] = m['outputs'][:7]
+  m['empty_document_scores'] = m['empty_document_scores'][:7]
+
+
+def _grow_vocabulary_and_manifest(copy, bundle):
+  _rewrite_vocabulary(copy, bundle.vocabulary.to_text() + '余分な語\n')
+  _edit_manifest(copy, lambda m: m.update(embedding_rows=m['embedding_rows'] + 1))
+
+
+@pytest.mark.parametrize('spoil,fragment', [
+    (lambda copy, bundle: _grow_vocabulary_and_manifest(copy, bundle),
+     'larger than the model'),
+    (lambda copy, bundle: _edit_manifest(copy, _drop_an_output),
+     'manifest names 7 outputs'),
+])
+def test_a_launcher_that_does_not_probe_leaves_the_probe_to_the_loader(
+    copy, trained_bundle, spoil, fragment):
+  """Without the probe, validation passes; the model is probed where loaded."""
+  spoil(copy, trained_bundle)
+  launcher = load_bundle(copy, probe_model=False)  # checksums only
+  worker = load_bundle(copy, check_model=False)  # a worker in this process
+  assert worker is launcher
+  for _ in range(2):  # a failed probe leaves no model behind
+    with pytest.raises(BundleError, match=fragment):
+      worker.load_signature()
+
+
+def test_a_launcher_that_does_not_probe_still_checks_the_files(copy):
+  _edit_manifest(copy, lambda m: m['checksums'].update(saved_model='0' * 64))
+  with pytest.raises(BundleError, match='saved_model: checksum differs'):
+    load_bundle(copy, probe_model=False)
+
+
 def test_newer_format_version_is_refused(copy):
   _edit_manifest(copy, lambda m: m.update(format_version=2))
   with pytest.raises(BundleError, match='format version 2 is newer'):

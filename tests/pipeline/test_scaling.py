@@ -69,6 +69,22 @@ def test_explicit_settings_win():
     plan([], 1, rebalance='sometimes')
 
 
+@pytest.mark.parametrize('argv,size,in_process', [
+    ([], 1, True),
+    ([], 512 * MB, False),
+    (['--direct_num_workers', '1'], 512 * MB, True),
+    (['--direct_running_mode', 'multi_threading', '--direct_num_workers',
+      '2'], 1, True),
+    (['--direct_running_mode', 'multi_processing', '--direct_num_workers',
+      '1'], 1, False),
+    (['--runner', 'FlinkRunner'], 1, False),
+    (['--runner', 'DataflowRunner'], 1, False),
+])
+def test_in_process_says_whether_this_process_scores(argv, size, in_process):
+  """The launcher loads the model only when it is the one that scores."""
+  assert plan(argv, size).in_process is in_process
+
+
 def test_input_bytes_sums_the_matched_files(tmp_path):
   for name, size in (('a.jsonl', 10), ('b.jsonl', 32)):
     (tmp_path / name).write_bytes(b'x' * size)
