@@ -51,19 +51,48 @@ _NOISE = (
     # Beam's SDK worker subprocesses (DirectRunner multi_processing).
     r'^(DEBUG|INFO|WARNING):[\w.]+:',
 )
+# A log record in Python logging's default format (``LEVEL:logger:message``),
+# which only Beam's SDK worker subprocesses print here, starts a block that
+# the filter drops with its traceback: a worker's failure fails the job, and
+# the command reports it in its own error line (--log_level shows it all).
+_WORKER_RECORD = r'^(DEBUG|INFO|WARNING|ERROR|CRITICAL):[\w.]+:'
+# Lines that continue such a block: blank or indented lines, a traceback's
+# headers, and its closing ``package.module.SomeError: message`` line.
+_TRACEBACK_LINE = (
+    r'^(\s|Traceback \(most recent call last\)|During handling of the above '
+    r'exception|The above exception was the direct cause|'
+    r'([A-Za-z_]\w*\.)+[A-Z]\w*(:|\s*$)|[A-Z]\w*(Error|Exception)(:|\s*$))')
 
 # The stderr filter: a child process, so that a crash of the command (a C++
 # abort, a kill) still gets its last lines through.
 _FILTER_PROGRAM = r'''
 import re, signal, sys
 signal.signal(signal.SIGINT, signal.SIG_IGN)
-drop = re.compile(sys.argv[1].encode('utf-8'))
+drop, record, inside = (re.compile(a.encode('utf-8')) for a in sys.argv[1:4])
 out = sys.stdout.buffer
+in_record = False
 for line in sys.stdin.buffer:
-  if not drop.search(line):
-    out.write(line)
-    out.flush()
+  if record.search(line):
+    in_record = True
+  elif not (in_record and inside.search(line)):
+    in_record = False
+    if not drop.search(line):
+      out.write(line)
+      out.flush()
 '''
+
+
+# Beam's DirectRunner relays each worker subprocess's log entries through this
+# logger as ``Worker: <entry>``; a failing bundle arrives there as a whole
+# traceback, which the command then reports in its own one-line error.
+_WORKER_RELAY = ('apache_beam.runners.portability.local_job_service',
+                 'Worker: %s')
+
+
+class _DropWorkerRelay(logging.Filter):
+  """Drops worker log entries relayed by the DirectRunner (quiet level)."""
+  def filter(self, record: logging.LogRecord) -> bool:
+    return (record.name, record.msg) != _WORKER_RELAY
 
 
 class _DropBeamNotices(logging.Filter):
@@ -202,7 +231,9 @@ class Console:
 
   Args:
     log_level: the level of other libraries' messages (`LOG_LEVELS`). At
-      ``ERROR`` (the default) their start-up notices are dropped as well.
+      ``ERROR`` (the default) their start-up notices are dropped as well, and
+      so are worker subprocesses' log entries relayed by the DirectRunner (a
+      worker's failure fails the job, which the command reports itself).
     command: the command's own logger (shown at INFO).
     filter_stderr: drop start-up notices written to the stderr file
       descriptor by C++ code and subprocesses (only at ``ERROR``).
@@ -221,6 +252,10 @@ class Console:
     })
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_ConsoleFormatter('%(message)s'))
+    if level >= logging.ERROR:
+      # A worker's failure is the command's error line; --log_level shows
+      # the workers' own entries.
+      handler.addFilter(_DropWorkerRelay())
     for h in list(root.handlers):
       root.removeHandler(h)
     root.addHandler(handler)
@@ -267,7 +302,8 @@ class _StderrFilter:
     self._saved_fd = saved_fd
 
   @classmethod
-  def start(cls, pattern: str) -> Optional['_StderrFilter']:
+  def start(cls, pattern: str, record: str = _WORKER_RECORD,
+            inside: str = _TRACEBACK_LINE) -> Optional['_StderrFilter']:
     try:
       sys.stderr.flush()
       saved = os.dup(2)
@@ -275,7 +311,8 @@ class _StderrFilter:
       return None
     try:
       process = subprocess.Popen(
-          [sys.executable, '-I', '-S', '-c', _FILTER_PROGRAM, pattern],
+          [sys.executable, '-I', '-S', '-c', _FILTER_PROGRAM, pattern, record,
+           inside],
           stdin=subprocess.PIPE, stdout=saved, close_fds=True)
     except OSError:
       os.close(saved)

@@ -66,6 +66,36 @@ def test_console_restores_logging_and_keeps_errors():
   assert (root.level, list(root.handlers)) == before
 
 
+def test_stderr_filter_drops_worker_records_with_their_tracebacks():
+  """Worker subprocesses' log records (Python's default format) go, with the
+  tracebacks under them; the command's own lines and foreign errors stay."""
+  lines = [
+      'Scoring docs.jsonl (1 file, 10 bytes) with b into o on DirectRunner',
+      'ERROR:apache_beam.runners.common:model broke [while running Step]',
+      'Traceback (most recent call last):',
+      '  File "x.py", line 1, in <module>',
+      '    raise BundleError(',
+      'model.bundle.BundleError: model broke',
+      '',
+      'During handling of the above exception, another exception occurred:',
+      'RuntimeError: wrapped',
+      'WARNING:apache_beam.io.filebasedsink:slow rename',
+      '[10s] scored 0 documents (0 tokens), 0.0 docs/s',
+      'I0000 00:00:1796039020.671007   23776 cudart_stub.cc:31] no GPU',
+      'E0000 00:00:1796039020.671007   23776 some.cc:1] a real C++ error',
+      'error: the pipeline failed: model.bundle.BundleError: model broke',
+      'Segmentation fault (core dumped)',
+  ]
+  noise = '|'.join(f'(?:{p})' for p in console._NOISE)
+  out = subprocess.run(
+      [sys.executable, '-I', '-S', '-c', console._FILTER_PROGRAM, noise,
+       console._WORKER_RECORD, console._TRACEBACK_LINE],
+      input='\n'.join(lines) + '\n', capture_output=True, text=True,
+      timeout=60, check=True)
+  assert out.stdout.splitlines() == [lines[0], lines[10], lines[12],
+                                     lines[13], lines[14]]
+
+
 def test_beam_notices_are_dropped_on_import():
   """Importing the project before Beam keeps Beam's import notice away."""
   code = 'import model, apache_beam; print("ok")'

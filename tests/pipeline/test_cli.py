@@ -189,3 +189,58 @@ def test_log_level_shows_more(inputs, trained_bundle):
                     '--progress_secs', '0')
   assert out.returncode == 0
   assert re.search(r'^INFO apache_beam', out.stderr, re.M), out.stderr
+
+
+_LAUNCHER = r'''
+import json, sys
+from pipeline import score
+status = score.main(sys.argv[1:])
+print(json.dumps({'status': status,
+                  'tensorflow': 'tensorflow' in sys.modules}))
+'''
+
+
+def test_a_launcher_with_worker_processes_does_not_import_tensorflow(
+    inputs, trained_bundle):
+  """The workers load and probe the model; the launcher only checks files."""
+  docs = inputs / 'three.jsonl'
+  docs.write_text(''.join(open(CORPUS, encoding='utf-8').readlines()[:3]),
+                  encoding='utf-8')
+  env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep +
+             os.environ.get('PYTHONPATH', ''))
+  out = subprocess.run(
+      [sys.executable, '-c', _LAUNCHER, '--input', str(docs), '--model',
+       trained_bundle.path, '--output', str(inputs / 'out-launcher'),
+       '--direct_running_mode', 'multi_processing', '--direct_num_workers',
+       '2', '--progress_secs', '0'],
+      env=env, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr
+  report = json.loads(out.stdout.strip().splitlines()[-1])
+  assert report == {'status': 0, 'tensorflow': False}, out.stderr
+  assert len((inputs / 'out-launcher' / 'scores-00000-of-00001.jsonl')
+             .read_text('utf-8').splitlines()) == 3
+
+
+def test_a_model_refused_in_the_workers_is_one_clean_error(inputs,
+                                                           trained_bundle):
+  """A bundle whose model fails the probe (checksums intact) in the workers:
+  the command's own error line names it; no worker tracebacks."""
+  spoiled = inputs / 'spoiled-bundle'
+  import shutil
+  shutil.copytree(trained_bundle.path, spoiled)
+  manifest = json.loads((spoiled / 'manifest.json').read_text('utf-8'))
+  manifest['outputs'] = manifest['outputs'][:7]
+  manifest['empty_document_scores'] = manifest['empty_document_scores'][:7]
+  (spoiled / 'manifest.json').write_text(json.dumps(manifest), 'utf-8')
+  out = run_command('pipeline.score', '--input', str(inputs / 'docs.jsonl'),
+                    '--model', str(spoiled), '--output',
+                    str(inputs / 'out-spoiled'), '--direct_running_mode',
+                    'multi_processing', '--direct_num_workers', '2',
+                    '--progress_secs', '0')
+  assert out.returncode == 1
+  assert not FOREIGN.search(out.stderr), out.stderr
+  errors = [l for l in out.stderr.splitlines() if l.startswith('error: ')]
+  assert len(errors) == 1, out.stderr
+  assert 'spoiled-bundle/saved_model' in errors[0]
+  assert 'manifest names 7 outputs' in errors[0]
+  assert not list((inputs / 'out-spoiled').glob('scores-*'))
