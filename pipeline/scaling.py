@@ -8,9 +8,10 @@ Three settings decide whether a second core helps:
   `plan` switches the DirectRunner to ``multi_processing`` with one worker
   per core once the input is large enough (`MIN_PARALLEL_BYTES`) to pay for
   starting them: each worker imports Beam and TensorFlow and loads the
-  model, which measured here as about 12 s more start-up for two workers
-  than for one in-process run (that one reuses the model its validation
-  loaded). ``--direct_num_workers 1`` still forces one worker.
+  model, which measured here as about 3 to 5 s more start-up for two
+  workers than for one in-process run (the launcher then imports no
+  TensorFlow; an in-process run reuses the model its validation loaded).
+  ``--direct_num_workers 1`` still forces one worker.
 * **TensorFlow's threads per process** (``--tf_threads``): by default each
   local worker gets its share of the cores, so two workers on two cores do
   not both run two TensorFlow threads and fight for the cores. On Dataflow,
@@ -40,11 +41,11 @@ from pipeline.readers import DEFAULT_SPLIT_BYTES
 
 _LOGGER = logging.getLogger(__name__)
 
-# Measured on the project's 2-core machine (bench/results): a second worker
-# process costs about 12 s more start-up (its own Beam and TensorFlow
-# imports, 5 s of them TensorFlow's) and raises steady throughput from about
-# 1.1 to 2.0 MB of JSONL a second, so it pays from about 27 MB of input.
-MIN_PARALLEL_BYTES = 32 << 20
+# Measured on the project's 2-core machine (python -m bench.run, 8,000
+# documents): two worker processes start in 11.4 to 14.3 s against 8.5 to
+# 9.0 s for one in-process worker, and raise steady throughput from about
+# 1.15 to 1.9-2.2 MB of JSONL a second, so they pay from about 11 MB.
+MIN_PARALLEL_BYTES = 16 << 20
 MIN_SPLIT_BYTES = 1 << 20
 RANGES_PER_WORKER = 8
 _LOCAL_RUNNERS = (None, '', 'DirectRunner', 'direct', 'InteractiveRunner')
