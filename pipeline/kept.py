@@ -54,7 +54,8 @@ from apache_beam.metrics import Metrics
 
 from model.tensorflow_import import import_tensorflow
 from pipeline.readers import (RESERVED_FIELDS, FileRange, ReadError,
-                              RecordRules, format_from_extension, read_range)
+                              RecordRules, format_from_extension,
+                              is_compressed, read_range)
 from transforms.metrics import NAMESPACE
 
 _LOGGER = logging.getLogger(__name__)
@@ -299,8 +300,7 @@ def _merge(a, b):
 def _open_schema(path: str):
   import pyarrow.parquet as pq  # pylint: disable=import-outside-toplevel
   with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
-    if CompressionTypes.detect_compression_type(path) != (
-        CompressionTypes.UNCOMPRESSED):
+    if is_compressed(path):
       f = io.BytesIO(f.read())
     return pq.ParquetFile(f).schema_arrow
 
@@ -456,16 +456,19 @@ class FitColumns(beam.DoFn):
   def setup(self):
     self._types = {c.name: c.type for c in self._columns}
 
+  def _error(self, record: dict[str, Any], reason: str):
+    self._errors.inc()
+    return beam.pvalue.TaggedOutput(self.ERRORS, {
+        'id': record['id'], 'stage': 'write', 'reason': reason})
+
   def process(self, record: dict[str, Any]) -> Iterator[Any]:
     extra = [k for k in record if k not in BASE_FIELDS and k not in self._types]
     if extra:
-      self._errors.inc()
-      yield beam.pvalue.TaggedOutput(self.ERRORS, {
-          'id': record['id'], 'stage': 'write',
-          'reason': f'the record has the field {ascii(extra[0])}, which is not '
-                    f'a {self._format.upper()} column: the columns come from '
-                    f'the input\'s schema or its first records. Name the '
-                    f'fields with --keep_fields, or write JSONL.'})
+      yield self._error(
+          record, f'the record has the field {ascii(extra[0])}, which is not '
+          f'a {self._format.upper()} column: the columns come from the '
+          f'input\'s schema or its first records. Name the fields with '
+          f'--keep_fields, or write JSONL.')
       return
     if self._format != 'parquet':
       yield record
@@ -475,12 +478,10 @@ class FitColumns(beam.DoFn):
       try:
         out[name] = _fit(record.get(name), arrow_type)
       except _Misfit as e:
-        self._errors.inc()
-        yield beam.pvalue.TaggedOutput(self.ERRORS, {
-            'id': record['id'], 'stage': 'write',
-            'reason': f'the kept field {ascii(name)} holds {e}, which its '
-                      f'Parquet column of type {arrow_type} cannot hold (the '
-                      f'type comes from the input\'s schema or its first '
-                      f'records); write JSONL, or make the field one type.'})
+        yield self._error(
+            record, f'the kept field {ascii(name)} holds {e}, which its '
+            f'Parquet column of type {arrow_type} cannot hold (the type comes '
+            f'from the input\'s schema or its first records); write JSONL, or '
+            f'make the field one type.')
         return
     yield out

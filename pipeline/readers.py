@@ -53,6 +53,7 @@ import io
 import json
 import logging
 import math
+import posixpath
 import re
 import sys
 import typing
@@ -74,10 +75,9 @@ ERRORS_TAG = 'errors'
 DEFAULT_SPLIT_BYTES = 64 << 20
 _EXTENSIONS = {
     '.jsonl': 'jsonl', '.json': 'jsonl', '.ndjson': 'jsonl', '.txt': 'text',
+    '.text': 'text',
     '.csv': 'csv', '.tsv': 'csv', '.parquet': 'parquet'
 }
-COMPRESSION_SUFFIXES = ('.gz', '.bz2', '.deflate', '.zst', '.zstd', '.xz',
-                        '.lzma')
 _READ_CHUNK = 8 << 20
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 _SURROGATE = re.compile('[\ud800-\udfff]')
@@ -87,13 +87,17 @@ _WIDE_BOMS = ((codecs.BOM_UTF32_LE, 'utf-32'), (codecs.BOM_UTF32_BE, 'utf-32'),
               (codecs.BOM_UTF16_LE, 'utf-16'), (codecs.BOM_UTF16_BE, 'utf-16'))
 
 
+def is_compressed(path: str) -> bool:
+  """Whether Beam reads ``path`` through a decompressor (by its suffix)."""
+  return (CompressionTypes.detect_compression_type(path) !=
+          CompressionTypes.UNCOMPRESSED)
+
+
 def format_from_extension(path: str) -> Optional[str]:
   """The input format a file name says (compression suffix ignored), if any."""
   name = path.lower()
-  for suffix in COMPRESSION_SUFFIXES:
-    if name.endswith(suffix):
-      name = name[:-len(suffix)]
-      break
+  if is_compressed(name):
+    name = posixpath.splitext(name)[0]
   for ext, fmt in _EXTENSIONS.items():
     if name.endswith(ext):
       return fmt
@@ -378,8 +382,7 @@ class PlanRanges(beam.DoFn):
     path, size = metadata.path, metadata.size_in_bytes
     fmt = input_format_of(path) if self._format == 'auto' else self._format
     self._files.inc()
-    compressed = (CompressionTypes.detect_compression_type(path) !=
-                  CompressionTypes.UNCOMPRESSED)
+    compressed = is_compressed(path)
     whole = FileRange(path, fmt, 0, -1)
     if compressed or fmt == 'csv' or size <= self._split_bytes:
       self._ranges.inc()
@@ -572,8 +575,7 @@ class _RangeReader:
         yield (text.source if isinstance(text, ReadError) else
                f'{rng.path}:{number}'), text
       return
-    compressed = CompressionTypes.detect_compression_type(rng.path) != (
-        CompressionTypes.UNCOMPRESSED)
+    compressed = is_compressed(rng.path)
     for number, raw in _lines(f, rng):
       if not compressed:
         self._on_bytes(len(raw))
@@ -605,8 +607,7 @@ class _RangeReader:
       yield from io.StringIO(f.read().decode(rng.encoding), newline='')
       return
     first = True
-    compressed = CompressionTypes.detect_compression_type(rng.path) != (
-        CompressionTypes.UNCOMPRESSED)
+    compressed = is_compressed(rng.path)
     for raw in iter(f.readline, b''):
       if not compressed:
         self._on_bytes(len(raw))
@@ -667,8 +668,7 @@ class _RangeReader:
 
   def _parquet(self, f, rng: FileRange):
     import pyarrow.parquet as pq  # pylint: disable=import-outside-toplevel
-    if CompressionTypes.detect_compression_type(rng.path) != (
-        CompressionTypes.UNCOMPRESSED):
+    if is_compressed(rng.path):
       f = io.BytesIO(f.read())  # Parquet needs random access.
     try:
       table = pq.ParquetFile(f)

@@ -48,7 +48,6 @@ import time
 from typing import Any, Optional, Sequence
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
@@ -59,7 +58,7 @@ from apache_beam.runners.runner import PipelineState
 from model import storage
 from model.bundle import MANIFEST, BundleError
 from pipeline import job_servers, kept, progress, scaling, watchdog
-from pipeline.readers import INPUT_FORMATS, ReadCorpus, input_format_of
+from pipeline.readers import INPUT_FORMATS, ReadCorpus, format_from_extension
 from pipeline.writers import (ERRORS_PREFIX, OUTPUT_FORMATS, SCORES_AS,
                               SCORES_PREFIX, SUMMARY_NAME, WriteErrors,
                               WriteScores)
@@ -74,11 +73,9 @@ _COUNTERS = ('documents', 'tokens', 'unknown_tokens', 'truncated', 'empty',
 _REQUIRED = ('input', 'model', 'output')
 _PREVIOUS = '_previous'
 # Output files of this command, earlier names included (``errors-*``).
-_OUTPUT_PATTERNS = (f'{SCORES_PREFIX}-*-of-*', f'{ERRORS_PREFIX}-*-of-*',
-                    'errors-*-of-*', SUMMARY_NAME)
+_OUTPUT_PATTERNS = watchdog.OUTPUT_SHARDS + (SUMMARY_NAME,)
 _TEMP_PREFIXES = tuple(f'beam-temp-{p}-' for p in (SCORES_PREFIX,
                                                     ERRORS_PREFIX, 'errors'))
-_TEXT_SUFFIXES = ('.txt', '.text')
 _SECRET_WORDS = ('secret', 'password', 'token', 'key', 'credential',
                  'connection_string')
 
@@ -318,16 +315,6 @@ def _is_local(path: str) -> bool:
   return '://' not in path
 
 
-def _known_format(path: str) -> bool:
-  """Whether the file's extension (compression suffix aside) names a format."""
-  name = path
-  if CompressionTypes.detect_compression_type(path) != (
-      CompressionTypes.UNCOMPRESSED):
-    name = os.path.splitext(path)[0]
-  return (input_format_of(name) != 'text' or
-          name.lower().endswith(_TEXT_SUFFIXES))
-
-
 def check_input(pattern: str, *, input_format: str = 'auto',
                 allow_empty: bool = False) -> tuple[int, int]:
   """Checks that ``pattern`` names readable input.
@@ -357,7 +344,8 @@ def check_input(pattern: str, *, input_format: str = 'auto',
       raise UsageError(f'--input {pattern}: the pattern matches no file '
                        f'(--allow_empty_input accepts that).')
   if input_format == 'auto':
-    unknown = [m.path for m in found if not _known_format(m.path)]
+    unknown = [m.path for m in found
+               if format_from_extension(m.path) is None]
     if unknown:
       raise UsageError(
           f'--input: cannot tell the format of {unknown[0]} from its name'

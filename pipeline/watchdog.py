@@ -35,6 +35,7 @@ from apache_beam.options.pipeline_options import (PipelineOptions,
 from apache_beam.runners.runner import PipelineResult
 
 from model.storage import remove_tree
+from pipeline.writers import ERRORS_PREFIX, SCORES_PREFIX
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -45,7 +46,9 @@ _WORKER_THREAD = 'run_worker'
 _CLOSED_CHANNEL = 'Channel closed prematurely'
 # Command-line marks of an SDK worker process started by the DirectRunner.
 _WORKER_MARK = b'apache_beam.runners.worker.sdk_worker_main'
-_OUTPUT_SHARDS = ('scores-*-of-*', '_errors-*-of-*', 'errors-*-of-*')
+# The job's output shards, earlier names included (``errors-*``).
+OUTPUT_SHARDS = (f'{SCORES_PREFIX}-*-of-*', f'{ERRORS_PREFIX}-*-of-*',
+                 'errors-*-of-*')
 _TEMP_DIRS = 'beam-temp-*'
 
 
@@ -144,7 +147,7 @@ def _snapshot(outdir: str) -> dict[str, Any]:
   through the files below it.
   """
   found = {}
-  patterns = [FileSystems.join(outdir, name) for name in _OUTPUT_SHARDS]
+  patterns = [FileSystems.join(outdir, name) for name in OUTPUT_SHARDS]
   patterns.append(FileSystems.join(outdir, _TEMP_DIRS, '*'))
   for result in FileSystems.match(patterns):
     for meta in result.metadata_list:
