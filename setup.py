@@ -49,9 +49,9 @@ setuptools.setup(
     entry_points={
         # Namespaced only: a bare `import` would shadow ImageMagick's tool.
         'console_scripts': [
-            'ja-doc-score = pipeline.score:main',
-            'ja-doc-train = model.train:main',
-            'ja-doc-import = model.import_keras:main',
+            'ja-doc-score = pipeline.score:cli',
+            'ja-doc-train = model.train:cli',
+            'ja-doc-import = model.import_keras:cli',
         ],
     },
 )

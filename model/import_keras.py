@@ -18,11 +18,11 @@ import hashlib
 import json
 import logging
 import sys
-from typing import Optional, Sequence
+from typing import NoReturn, Optional, Sequence
 
 import numpy as np
 
-from model import console, storage
+from model import console, process_exit, storage
 from model.bundle import Bundle, BundleError, write_bundle
 from model.network import ModelFileError, build_model, read_keras_file, summarize
 from model.text import (DEFAULT_MECAB_ARGS, KERAS_DEFAULT_FILTERS, Segmenter,
@@ -248,5 +248,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   return 0
 
 
+def cli() -> NoReturn:
+  """The ``ja-doc-import`` console script: `main`, then an exit that skips the
+  interpreter's teardown (`model.process_exit`)."""
+  process_exit.run_command(main)
+
+
 if __name__ == '__main__':
-  sys.exit(main())
+  cli()

@@ -24,11 +24,11 @@ import json
 import logging
 import sys
 import time
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterator, NoReturn, Optional, Sequence
 
 import numpy as np
 
-from model import console, storage
+from model import console, process_exit, storage
 from model.bundle import Bundle, write_bundle
 from model.network import build_model, classic_layers
 from model.text import (DEFAULT_MECAB_ARGS, KERAS_DEFAULT_FILTERS, Segmenter,
@@ -405,5 +405,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   return 0
 
 
+def cli() -> NoReturn:
+  """The ``ja-doc-train`` console script: `main`, then an exit that skips the
+  interpreter's teardown (`model.process_exit`)."""
+  process_exit.run_command(main)
+
+
 if __name__ == '__main__':
-  sys.exit(main())
+  cli()

@@ -45,7 +45,7 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, NoReturn, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -55,7 +55,7 @@ from apache_beam.options import pipeline_options as beam_options
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 from apache_beam.runners.runner import PipelineState
 
-from model import storage
+from model import process_exit, storage
 from model.bundle import MANIFEST, BundleError
 from pipeline import job_servers, kept, progress, scaling, watchdog
 from pipeline.readers import INPUT_FORMATS, ReadCorpus, format_from_extension
@@ -760,5 +760,11 @@ def _log_level(argv: Sequence[str]) -> str:
   return level if level in console.LOG_LEVELS else console.DEFAULT_LOG_LEVEL
 
 
+def cli() -> NoReturn:
+  """The ``ja-doc-score`` console script: `main`, then an exit that skips the
+  interpreter's teardown (`model.process_exit`)."""
+  process_exit.run_command(main)
+
+
 if __name__ == '__main__':
-  sys.exit(main(sys.argv[1:]))
+  cli()
