@@ -19,21 +19,29 @@ import logging
 import sys
 import threading
 from types import ModuleType
+from typing import Optional
 
 _LOGGER = logging.getLogger(__name__)
 
 # The module TensorFlow's __init__ imports eagerly (Keras 3 / tf-keras).
 _EAGER_KERAS = ('keras.src.optimizers', 'tf_keras.src.optimizers')
 _LOCK = threading.Lock()
+# The module once imported: callers on hot paths (one TFRecord example per
+# record) then take no lock.
+_imported: Optional[ModuleType] = None
 
 
 def import_tensorflow() -> ModuleType:
   """Returns the ``tensorflow`` module, imported without Keras if need be."""
+  global _imported  # pylint: disable=global-statement
+  if _imported is not None:
+    return _imported
   with _LOCK:
     if 'tensorflow' in sys.modules:
       # Imported already (or being imported by another thread: the import
       # statement waits for it).
       import tensorflow as tf  # pylint: disable=import-outside-toplevel
+      _imported = tf
       return tf
     blocked = [name for name in _EAGER_KERAS
                if name.split('.')[0] not in sys.modules and
@@ -48,4 +56,5 @@ def import_tensorflow() -> ModuleType:
           del sys.modules[name]
     _LOGGER.debug('Imported TensorFlow %s without %s', tf.__version__,
                   ', '.join(blocked) or 'changes')
+    _imported = tf
     return tf
