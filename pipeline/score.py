@@ -579,8 +579,10 @@ def _run_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace,
     def on_start(started):
       if _metrics_while_running(started):
         reporter.use_metrics(lambda: summarize(started, attempted=True))
-    # The watchdog fails the run, instead of hanging, when a worker dies.
-    result = watchdog.run_and_wait(pipeline, outdir, on_start=on_start)
+    # The watchdog fails the run, instead of hanging, when a worker dies;
+    # the finally below cleans the output directory.
+    result = watchdog.run_and_wait(pipeline, outdir, on_start=on_start,
+                                   clean_up_output=False)
     state = result.state
     if state is not None and state != PipelineState.DONE:
       raise RuntimeError(f'the pipeline ended in state {state}.')

@@ -238,8 +238,8 @@ def _runs_in_process(pipeline: beam.Pipeline) -> bool:
 def run_and_wait(pipeline: beam.Pipeline, outdir: str, *,
                  grace_secs: float = 5.0,
                  poll_secs: float = 0.5,
-                 on_start: Optional[Callable[[PipelineResult], None]] = None
-                 ) -> PipelineResult:
+                 on_start: Optional[Callable[[PipelineResult], None]] = None,
+                 clean_up_output: bool = True) -> PipelineResult:
   """Runs ``pipeline``, waits for it and never hangs on a dead worker.
 
   Args:
@@ -252,6 +252,10 @@ def run_and_wait(pipeline: beam.Pipeline, outdir: str, *,
     poll_secs: how often to look at the run.
     on_start: called with the PipelineResult as soon as the job started
       (e.g. to poll its metrics), before it is waited for.
+    clean_up_output: remove what a failed run left in ``outdir`` here. Off
+      for a caller that restores ``outdir`` itself (``pipeline.score``
+      sets earlier outputs aside and puts them back), which then neither
+      lists ``outdir`` before the run nor cleans it twice.
 
   Returns:
     The finished PipelineResult.
@@ -262,12 +266,13 @@ def run_and_wait(pipeline: beam.Pipeline, outdir: str, *,
     Exception: whatever else the run raised, after the same clean-up.
   """
   timeout = pipeline.options.view_as(WatchdogOptions).job_timeout_secs
-  try:
-    before = _snapshot(outdir)
-  except Exception as e:  # pylint: disable=broad-except
-    # The run reports an unusable output path better than a listing does.
-    _LOGGER.debug('Cannot list %s: %s', outdir, e)
-    before = None  # Then nothing can be told apart as this run's.
+  before = None  # Then nothing can be told apart as this run's.
+  if clean_up_output:
+    try:
+      before = _snapshot(outdir)
+    except Exception as e:  # pylint: disable=broad-except
+      # The run reports an unusable output path better than a listing does.
+      _LOGGER.debug('Cannot list %s: %s', outdir, e)
   box: dict[str, Any] = {}
   done = threading.Event()
 
