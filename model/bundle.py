@@ -29,7 +29,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from model import storage
+from model import lstm_scorer, storage
 from model.tensorflow_import import import_tensorflow
 from model.text import PADDING_SIDES, Segmenter, TokenizerConfig, Vocabulary, pad_batch
 
@@ -163,23 +163,35 @@ class Bundle:
       return pad_batch(sequences, padding='post')
     return pad_batch(sequences, length=self.maxlen, padding=self.padding)
 
-  def load_signature(self):
+  def load_signature(self, *, fast: bool = True):
     """Loads the SavedModel and returns ``fn(token_ids) -> scores`` (numpy).
 
     The model is loaded once per `Bundle` object (and `load_bundle` returns
     one object per bundle and process) and checked against the vocabulary
     and outputs on a probe (`verify_model`) as it loads, wherever that is;
-    the callable is thread-safe.
+    the callable is thread-safe. Its ``kind`` attribute says which function
+    scores: ``'lstm'`` (`model.lstm_scorer`, used where it applies and agrees
+    with the signature) or ``'signature'``.
+
+    Args:
+      fast: allow `model.lstm_scorer`; False always scores with the
+        SavedModel's signature.
 
     Raises:
       BundleError: the SavedModel cannot be loaded or fails the probe.
     """
     with self._lock:
       if self._predict is None:
-        predict = self._load_signature()
+        loaded, predict = self._load_signature()
         verify_model(self, predict)
-        self._predict = predict
-      return self._predict
+        self._predict = {'signature': predict}
+        faster = lstm_scorer.for_bundle(loaded, predict, masked=self.masked,
+                                        maxlen=self.maxlen, pad=self.pad)
+        if faster is not None:
+          self._predict['lstm'] = _scoring_function(faster, 'lstm', loaded)
+      if fast and 'lstm' in self._predict:
+        return self._predict['lstm']
+      return self._predict['signature']
 
   def _load_signature(self):
     tf = import_tensorflow()
@@ -199,8 +211,7 @@ class Bundle:
       out = signature(**{INPUT_NAME: tf.constant(token_ids, tf.int32)})
       return out[OUTPUT_NAME].numpy()
 
-    predict.loaded = loaded  # Keep the trackable objects alive.
-    return predict
+    return loaded, _scoring_function(predict, 'signature', loaded)
 
   def check_environment(self) -> None:
     """Refuses to score when MeCab's dictionary differs from training's.
@@ -352,6 +363,12 @@ def _validate(path: str, manifest: dict[str, Any], check_model: bool,
     if probe_model:
       bundle.load_signature()  # Probes the model as it loads.
   return bundle
+
+
+def _scoring_function(predict, kind: str, loaded):
+  predict.kind = kind
+  predict.loaded = loaded  # Keep the trackable objects alive.
+  return predict
 
 
 def verify_model(bundle: Bundle, predict) -> None:

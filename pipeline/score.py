@@ -63,7 +63,8 @@ from pipeline.writers import (ERRORS_PREFIX, OUTPUT_FORMATS, SCORES_AS,
                               SCORES_PREFIX, SUMMARY_NAME, WriteErrors,
                               WriteScores)
 from transforms import ScoreDocuments
-from transforms.handler import DEFAULT_BATCH_TOKENS
+from transforms.handler import (DEFAULT_BATCH_TOKENS, SCORING_FUNCTIONS,
+                                SIGNATURE_BATCH_TOKENS)
 from transforms.metrics import NAMESPACE
 
 _LOGGER = logging.getLogger(__name__)
@@ -121,7 +122,15 @@ class ScoreOptions(PipelineOptions):
                         help='text field of JSONL, CSV and Parquet input')
     parser.add_argument('--batch_tokens', type=console.positive_int,
                         default=DEFAULT_BATCH_TOKENS,
-                        help='token budget of one padded inference batch')
+                        help='token budget of one padded inference batch '
+                        '(scoring with the SavedModel signature splits it '
+                        'further, to %d tokens)' % SIGNATURE_BATCH_TOKENS)
+    parser.add_argument('--scoring_function', default='auto',
+                        choices=SCORING_FUNCTIONS,
+                        help='auto: a faster LSTM loop built from the '
+                        "model's weights where it applies and matches the "
+                        "SavedModel's signature on a probe; signature: "
+                        "always the SavedModel's signature")
     parser.add_argument('--tf_threads', type=int, default=-1,
                         help='TensorFlow threads per worker process; -1: the '
                         "worker's share of the cores (1 on Dataflow); 0: "
@@ -387,6 +396,8 @@ def make_scorer(opts: Any, *, tf_threads: int = 0,
                    if _keeps(opts) else {})
   return ScoreDocuments(opts.model, batch_tokens=opts.batch_tokens,
                         tf_threads=tf_threads, probe_model=probe_model,
+                        scoring_function=getattr(opts, 'scoring_function',
+                                                 'auto'),
                         **record_fields)
 
 

@@ -54,7 +54,12 @@ from transforms.metrics import NAMESPACE
 
 _LOGGER = logging.getLogger(__name__)
 
-DEFAULT_BATCH_TOKENS = 1 << 19
+DEFAULT_BATCH_TOKENS = 1 << 21
+# The SavedModel's signature keeps ~100 float32 values per padded token
+# (embeddings, the step outputs) where `model.lstm_scorer` keeps the id: a
+# batch scored by the signature is split further, to this many tokens.
+SIGNATURE_BATCH_TOKENS = 1 << 19
+SCORING_FUNCTIONS = ('auto', 'signature')
 # Documents scored per worker process: one counter per process, named
 # ``scored_by_worker:HOST:PID``, so a job's metrics show which workers scored.
 WORKER_COUNTER_PREFIX = 'scored_by_worker:'
@@ -128,6 +133,9 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
       process; 0 keeps TensorFlow's default (all the cores it sees). Set it
       to the worker's share of the cores when several worker processes
       share a machine.
+    scoring_function: ``'auto'`` scores with `model.lstm_scorer` where it
+      applies and agrees with the SavedModel's signature on a probe, else
+      with the signature; ``'signature'`` always with the signature.
     kwargs: passed to ``ModelHandler`` (``large_model``, ``model_copies``...).
   """
   def __init__(self,
@@ -138,7 +146,12 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
                inference_fn: Optional[Callable[[ScoringModel, np.ndarray],
                                                np.ndarray]] = None,
                tf_threads: int = 0,
+               scoring_function: str = 'auto',
                **kwargs):
+    if scoring_function not in SCORING_FUNCTIONS:
+      raise ValueError(
+          f'scoring_function must be one of {SCORING_FUNCTIONS}; received '
+          f'{scoring_function!r}.')
     bundle = load_bundle(bundle_path, check_model=False)
     if batch_tokens < bundle.maxlen:
       raise ValueError(
@@ -148,6 +161,7 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
     self._batch_tokens = batch_tokens
     self._inference_fn = inference_fn
     self._tf_threads = tf_threads
+    self._scoring_function = scoring_function
     super().__init__(
         min_batch_size=min_batch_tokens or batch_tokens,
         max_batch_size=batch_tokens,
@@ -164,8 +178,10 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
     process_exit.exit_quickly_when_done()
     set_tf_threads(self._tf_threads)
     bundle = load_bundle(self._bundle_path, check_model=False)
-    model = ScoringModel(bundle, bundle.load_signature())
-    _LOGGER.info('Loaded bundle %s', self._bundle_path)
+    predict = bundle.load_signature(fast=self._scoring_function == 'auto')
+    model = ScoringModel(bundle, predict)
+    _LOGGER.info('Loaded bundle %s (scoring with %s)', self._bundle_path,
+                 getattr(predict, 'kind', 'signature'))
     return model
 
   def run_inference(
@@ -188,8 +204,10 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
         scores[i] = bundle.empty_document_scores
     order = sorted((i for i, n in enumerate(lengths) if n), key=lengths.__getitem__)
     fixed = None if bundle.masked else bundle.maxlen
-    for chunk in budget_batches(order, lengths,
-                                batch_tokens=self._batch_tokens,
+    budget = self._batch_tokens
+    if getattr(model.predict, 'kind', 'signature') == 'signature':
+      budget = min(budget, max(SIGNATURE_BATCH_TOKENS, fixed or 0))
+    for chunk in budget_batches(order, lengths, batch_tokens=budget,
                                 row_length=fixed):
       padded = bundle.pad([batch[i] for i in chunk])
       self._padded.inc(padded.size)

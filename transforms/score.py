@@ -172,6 +172,9 @@ class ScoreDocuments(beam.PTransform):
       and the checksums are still verified here.
     tf_threads: TensorFlow threads per worker process (0: TF's default); see
       `BundleModelHandler`.
+    scoring_function: ``'auto'`` (the faster `model.lstm_scorer` where it
+      applies and agrees with the SavedModel's signature) or
+      ``'signature'``; see `BundleModelHandler`.
     label: the transform's label.
 
   Raises:
@@ -190,6 +193,7 @@ class ScoreDocuments(beam.PTransform):
                validate: bool = True,
                probe_model: bool = True,
                tf_threads: int = 0,
+               scoring_function: str = 'auto',
                label: Optional[str] = None):
     super().__init__(label)
     if scores_as not in SCORES_AS:
@@ -222,7 +226,7 @@ class ScoreDocuments(beam.PTransform):
     self._sort_buffer_tokens = sort_buffer_tokens
     self._handler = BundleModelHandler(
         bundle_path, batch_tokens=batch_tokens, inference_fn=inference_fn,
-        tf_threads=tf_threads)
+        tf_threads=tf_threads, scoring_function=scoring_function)
 
   @property
   def output_names(self) -> list[str]:

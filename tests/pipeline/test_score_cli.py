@@ -113,14 +113,16 @@ def test_every_record_lands_in_scores_or_errors(tmp_path, corpus,
   assert f'{len(bad_ids)} errors' in printed
 
 
-def test_scores_match_the_transform(tmp_path, corpus, trained_bundle):
+@pytest.mark.parametrize('scoring_function', ['auto', 'signature'])
+def test_scores_match_the_transform(tmp_path, corpus, trained_bundle,
+                                    scoring_function):
   path, _, _ = _write_inputs(str(tmp_path / 'in'), corpus, 'jsonl')
   outdir = str(tmp_path / 'out')
   score.run(['--input', path, '--model', trained_bundle.path,
-             '--output', outdir])
+             '--output', outdir, '--scoring_function', scoring_function])
   from model.text import Segmenter
   segmenter, rules = Segmenter(), trained_bundle.tokenizer
-  predict = trained_bundle.load_signature()
+  predict = trained_bundle.load_signature(fast=False)
   texts = {d['id']: d['text'] for d in corpus[:DOCS]}
   for r in _read_scores(outdir, 'jsonl'):
     ids, _ = trained_bundle.vocabulary.lookup(

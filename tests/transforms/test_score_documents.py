@@ -9,6 +9,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from tests.conftest import mixed_length_texts
 from transforms import (BundleModelHandler, LookUpTokenIds, ScoreDocuments,
                         SegmentText, TruncateTokenIds)
+from transforms.handler import SIGNATURE_BATCH_TOKENS
 
 
 def _check(pcoll_check):
@@ -36,8 +37,9 @@ def test_segment_lookup_truncate(trained_bundle, wakati):
     assert_that(out, _check(check))
 
 
+@pytest.mark.parametrize('scoring_function', ['auto', 'signature'])
 def test_scores_equal_the_classic_keras_pipeline(imported_bundle, classic,
-                                                 corpus):
+                                                 corpus, scoring_function):
   """Whatever batch a document lands in, its scores are the classic ones."""
   texts = mixed_length_texts(corpus)
   expected = classic.predict(texts)
@@ -48,7 +50,7 @@ def test_scores_equal_the_classic_keras_pipeline(imported_bundle, classic,
           p | f'Create{batch_tokens}' >> beam.Create(list(enumerate(texts)))
           | f'Score{batch_tokens}' >> ScoreDocuments(
               imported_bundle.path, batch_tokens=batch_tokens,
-              sort_buffer_tokens=150))
+              sort_buffer_tokens=150, scoring_function=scoring_function))
 
       def check(records, expected=expected):
         assert len(records) == len(texts)
@@ -174,6 +176,35 @@ def test_handler_batches_within_token_budget(trained_bundle, rng):
                              trained_bundle.empty_document_scores)
   direct = model.predict(trained_bundle.pad([batch[1]]))[0]
   np.testing.assert_allclose(results[1].inference, direct, atol=1e-6)
+
+
+@pytest.mark.parametrize('scoring_function,kind,chunks', [
+    ('auto', 'lstm', 1), ('signature', 'signature', 2)])
+def test_signature_batches_are_split_further(trained_bundle, rng,
+                                             scoring_function, kind, chunks):
+  """The signature holds ~100 floats per token, the fast loop the id."""
+  handler = BundleModelHandler(trained_bundle.path, batch_tokens=1 << 21,
+                               scoring_function=scoring_function)
+  model = handler.load_model()
+  assert model.predict.kind == kind
+  seen = []
+
+  def spy(model, padded):
+    seen.append(padded.shape)
+    return np.zeros((len(padded), 8), np.float32)
+  handler._inference_fn = spy
+  width = trained_bundle.maxlen
+  rows = SIGNATURE_BATCH_TOKENS // width + 10
+  handler.run_inference([rng.integers(1, 50, width).astype(np.int32)
+                         for _ in range(rows)], model)
+  assert len(seen) == chunks and sum(r for r, _ in seen) == rows
+  if kind == 'signature':
+    assert all(r * w <= SIGNATURE_BATCH_TOKENS for r, w in seen)
+
+
+def test_unknown_scoring_function_is_refused(trained_bundle):
+  with pytest.raises(ValueError, match="scoring_function must be one of"):
+    BundleModelHandler(trained_bundle.path, scoring_function='fast')
 
 
 def test_bad_bundle_fails_at_construction(tmp_path):
