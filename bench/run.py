@@ -19,8 +19,8 @@ whole process:
   ``--direct_running_mode multi_processing --direct_num_workers 2``, and
   with no runner flag (`pipeline.scaling` decides); each from one file and
   from the same documents dealt into each ``--files`` count of files;
-* ``floor_mecab`` and ``floor_model``: MeCab alone and the SavedModel alone
-  (their own timers: the least any pipeline could spend).
+* ``floor_mecab`` and ``floor_model``: MeCab alone and the model alone as
+  the scorer runs it (their own timers: the least any pipeline could spend).
 
 Start-up is each command's wall time on a tiny corpus (``--startup_docs``,
 dealt into the same number of files; ``ours_default`` with the runner flags

@@ -9,8 +9,10 @@ runs one of:
   scorer, so its process's wall time is the classic script's.
 * ``beam_stock``: Beam ``RunInference`` on rows padded to maxlen with stock
   batching (`bench.stock`).
-* ``floor_mecab``: MeCab alone; ``floor_model``: the SavedModel alone on
-  length-sorted, per-batch padded input. Floors time only their own work.
+* ``floor_mecab``: MeCab alone; ``floor_model``: the model alone as the
+  scorer runs it (`model.lstm_scorer` where it applies, TensorFlow's default
+  threads) on length-sorted, per-batch padded input. Floors time only their
+  own work.
 
 Each writes ``PREFIX.json`` (``seconds``: its own timer, after its imports;
 ``real_tokens``, ``padded_tokens``) and, where it scores, ``PREFIX.npy``
@@ -154,10 +156,10 @@ def run_floor_mecab(corpus: str, paths: dict[str, str], out: str) -> dict:
 
 
 def run_floor_model(corpus: str, paths: dict[str, str], out: str) -> dict:
-  """The SavedModel alone, on sorted, per-batch padded ids made beforehand."""
+  """The model alone as the scorer runs it, on sorted, padded ids made first."""
   from model.bundle import load_bundle  # pylint: disable=import-outside-toplevel
   from model.text import Segmenter, budget_batches, truncate  # pylint: disable=import-outside-toplevel
-  from transforms.handler import DEFAULT_BATCH_TOKENS  # pylint: disable=import-outside-toplevel
+  from transforms.handler import DEFAULT_BATCH_TOKENS, chunk_limits  # pylint: disable=import-outside-toplevel
   bundle = load_bundle(paths['bundle'])
   segmenter, rules = Segmenter(), bundle.tokenizer
   ids, texts = read_texts(corpus)
@@ -169,7 +171,7 @@ def run_floor_model(corpus: str, paths: dict[str, str], out: str) -> dict:
   scores = np.zeros((len(seqs), len(bundle.output_names)), np.float32)
   padded = 0
   for chunk in budget_batches(order, [len(s) for s in seqs],
-                              batch_tokens=DEFAULT_BATCH_TOKENS):
+                              **chunk_limits(predict, DEFAULT_BATCH_TOKENS)):
     x = bundle.pad([seqs[i] for i in chunk])
     scores[chunk] = predict(x)
     padded += x.size

@@ -149,7 +149,8 @@ def build_predict(weights: LstmWeights, *,
   dense_kernel = tf.constant(weights.dense_kernel)
   dense_bias = tf.constant(weights.dense_bias)
 
-  @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)])
+  @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)],
+               autograph=False)
   def scores(token_ids):
     ids_by_step = tf.transpose(token_ids)
     live = tf.expand_dims(tf.not_equal(ids_by_step, 0), -1)

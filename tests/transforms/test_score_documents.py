@@ -9,7 +9,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from tests.conftest import mixed_length_texts
 from transforms import (BundleModelHandler, LookUpTokenIds, ScoreDocuments,
                         SegmentText, TruncateTokenIds)
-from transforms.handler import SIGNATURE_BATCH_TOKENS
+from transforms.handler import LSTM_BATCH_ROWS, SIGNATURE_BATCH_TOKENS
 
 
 def _check(pcoll_check):
@@ -179,10 +179,10 @@ def test_handler_batches_within_token_budget(trained_bundle, rng):
 
 
 @pytest.mark.parametrize('scoring_function,kind,chunks', [
-    ('auto', 'lstm', 1), ('signature', 'signature', 2)])
+    ('auto', 'lstm', 4), ('signature', 'signature', 2)])
 def test_signature_batches_are_split_further(trained_bundle, rng,
                                              scoring_function, kind, chunks):
-  """The signature holds ~100 floats per token, the fast loop the id."""
+  """The signature holds ~100 floats per token; the fast loop caps rows."""
   handler = BundleModelHandler(trained_bundle.path, batch_tokens=1 << 21,
                                scoring_function=scoring_function)
   model = handler.load_model()
@@ -200,6 +200,8 @@ def test_signature_batches_are_split_further(trained_bundle, rng,
   assert len(seen) == chunks and sum(r for r, _ in seen) == rows
   if kind == 'signature':
     assert all(r * w <= SIGNATURE_BATCH_TOKENS for r, w in seen)
+  else:
+    assert all(r <= LSTM_BATCH_ROWS for r, _ in seen)
 
 
 def test_unknown_scoring_function_is_refused(trained_bundle):
