@@ -141,6 +141,7 @@ def build_predict(weights: LstmWeights, *,
   """
   tf = import_tensorflow()
   u = weights.units
+  rows = weights.embeddings.shape[0]
   order = np.concatenate([np.arange(0, 2 * u), np.arange(3 * u, 4 * u),
                           np.arange(2 * u, 3 * u)])
   table = tf.constant(
@@ -152,10 +153,20 @@ def build_predict(weights: LstmWeights, *,
   @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)],
                autograph=False)
   def scores(token_ids):
-    ids_by_step = tf.transpose(token_ids)
+    # As the exported signature does: on a GPU an out-of-range gather
+    # would silently give zeros.
+    checks = [
+        tf.debugging.assert_non_negative(
+            token_ids, message='token ids must be >= 0'),
+        tf.debugging.assert_less(
+            token_ids, tf.constant(rows, tf.int32),
+            message=f'token ids must be < {rows} (embedding rows)'),
+    ]
+    with tf.control_dependencies(checks):
+      ids_by_step = tf.transpose(token_ids)
     live = tf.expand_dims(tf.not_equal(ids_by_step, 0), -1)
-    steps, rows = tf.shape(ids_by_step)[0], tf.shape(ids_by_step)[1]
-    zeros = tf.zeros(tf.stack([rows, u]), tf.float32)
+    steps, batch = tf.shape(ids_by_step)[0], tf.shape(ids_by_step)[1]
+    zeros = tf.zeros(tf.stack([batch, u]), tf.float32)
 
     def step(t, h, c):
       z = tf.gather(table, ids_by_step[t]) + tf.matmul(h, recurrent)

@@ -155,3 +155,13 @@ def test_a_plain_model_is_recognised_and_agrees(tmp_path):
   assert predict is not None
   ids = _pad([np.arange(1, 30, dtype=np.int32), np.asarray([7], np.int32)])
   np.testing.assert_allclose(predict(ids), reference(ids), atol=TOLERANCE)
+
+
+@pytest.mark.parametrize('bad', [-1, 'rows'])
+def test_ids_outside_the_embedding_fail_loudly(trained_bundle, bad):
+  rows = trained_bundle.manifest['embedding_rows']
+  ids = np.asarray([[3, rows if bad == 'rows' else bad, 4]], np.int32)
+  predict = trained_bundle.load_signature()
+  assert predict.kind == 'lstm'
+  with pytest.raises(Exception, match='token ids must be'):
+    predict(ids)
