@@ -403,12 +403,16 @@ class PlanRanges(beam.DoFn):
       self._ranges.inc()
       yield whole._replace(encoding=encoding)
       return
+    # n ranges of equal size (none over split_bytes): a remainder range
+    # would make ranges unequal, and runners that deal ranges by count
+    # (the DirectRunner) would give one worker more bytes than another.
     n = math.ceil(size / self._split_bytes)
+    step = math.ceil(size / n)
     self._ranges.inc(n)
     for i in range(n):
-      start = i * self._split_bytes
+      start = i * step
       yield beam.pvalue.TaggedOutput(self.BLOCKS, FileRange(
-          path, fmt, start, min(size, start + self._split_bytes), 0))
+          path, fmt, start, min(size, start + step), 0))
 
 
 def count_newlines(block: FileRange) -> tuple[str, tuple[int, int, bool]]:

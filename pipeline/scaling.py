@@ -8,7 +8,7 @@ Three settings decide whether a second core helps:
   `plan` switches the DirectRunner to ``multi_processing`` with one worker
   per core once the input is large enough (`MIN_PARALLEL_BYTES`) to pay for
   starting them: each worker imports Beam and TensorFlow and loads the
-  model, which measured here as 1 to 3.6 s more start-up for two workers
+  model, which measured here as 1.5 to 2.3 s more start-up for two workers
   than for one in-process run (the launcher then imports no TensorFlow; an
   in-process run reuses the model its validation loaded).
   ``--direct_num_workers 1`` still forces one worker.
@@ -42,10 +42,10 @@ from pipeline.readers import DEFAULT_SPLIT_BYTES
 _LOGGER = logging.getLogger(__name__)
 
 # Measured on the project's 2-core machine (python -m bench.run, 8,000
-# documents): two worker processes start in 9.8 to 11.6 s against 8.0 to
-# 8.7 s for one in-process worker, and raise steady throughput about 1.8x
-# (from about 1.1 MB of JSONL a second), so on paper they pay from about
-# 6 MB; at 16.7 MB they were 1.06x to 1.16x one worker, whole process.
+# documents): two worker processes start in 11.2 to 11.6 s against 9.3 to
+# 9.7 s for one in-process worker, and raise steady throughput about 2.1x
+# (from about 1.3 MB of JSONL a second), so on paper they pay from about
+# 5 MB; at 16.7 MB they were 1.15x to 1.35x one worker, whole process.
 MIN_PARALLEL_BYTES = 16 << 20
 MIN_SPLIT_BYTES = 1 << 20
 RANGES_PER_WORKER = 8

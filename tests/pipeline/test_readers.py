@@ -303,3 +303,26 @@ def test_a_huge_csv_field_is_read(tmp_path):
   with open(path, 'w', encoding='utf-8', newline='') as f:
     csv.writer(f).writerows([['id', 'text'], ['big', big]])
   assert read_all(path) == [('big', big)]
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(size=st.integers(1, 5000), split=st.integers(1, 6000))
+def test_a_file_is_cut_into_equal_ranges_within_split_bytes(tmp_path, size,
+                                                            split):
+  """Ranges dealt by count (the DirectRunner) then carry equal bytes."""
+  path = str(tmp_path / 'docs.jsonl')
+  with open(path, 'wb') as f:
+    f.write(b'x' * size)
+  out = list(PlanRanges('auto', split_bytes=split).process(
+      FileMetadata(path, size)))
+  if size <= split:
+    assert len(out) == 1 and out[0].whole
+    return
+  blocks = [o.value for o in out]
+  lengths = [b.stop - b.start for b in blocks]
+  assert blocks[0].start == 0 and blocks[-1].stop == size
+  assert all(a.stop == b.start for a, b in zip(blocks, blocks[1:]))
+  assert 0 < min(lengths) and max(lengths) <= split
+  assert len(blocks) == -(-size // split)  # no more ranges than needed
+  assert max(lengths[:-1]) - min(lengths) <= len(blocks)
