@@ -77,8 +77,11 @@ _PREVIOUS = '_previous'
 _OUTPUT_PATTERNS = watchdog.OUTPUT_SHARDS + (SUMMARY_NAME,)
 _TEMP_PREFIXES = tuple(f'beam-temp-{p}-' for p in (SCORES_PREFIX,
                                                     ERRORS_PREFIX, 'errors'))
-_SECRET_WORDS = ('secret', 'password', 'token', 'key', 'credential',
+# Option names that may hold secrets: these anywhere in the name...
+_SECRET_PARTS = ('secret', 'password', 'passwd', 'credential',
                  'connection_string')
+# ...and these as a whole word of it (``batch_tokens`` is no secret).
+_SECRET_WORDS = ('token', 'key', 'apikey', 'auth')
 
 BEAM_EPILOG = (
     'Apache Beam\'s pipeline options are accepted too, for example --runner, '
@@ -531,9 +534,16 @@ def _package_versions() -> dict[str, str]:
   return versions
 
 
+def _is_secret(name: str) -> bool:
+  name = name.lower().replace('-', '_')
+  return (any(part in name for part in _SECRET_PARTS) or
+          any(word in _SECRET_WORDS for word in name.split('_')))
+
+
 def _redacted(options: dict[str, Any]) -> dict[str, Any]:
-  return {k: ('<redacted>' if any(w in k.lower() for w in _SECRET_WORDS)
-              else v) for k, v in options.items()}
+  """The options with the values of those that may hold secrets hidden."""
+  return {k: ('<redacted>' if _is_secret(k) else v)
+          for k, v in options.items()}
 
 
 def _bundle_identity(path: str) -> dict[str, Any]:

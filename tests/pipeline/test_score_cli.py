@@ -324,3 +324,14 @@ def test_columns_need_usable_output_names():
   for names in (['a', 'a'], ['id', 'b'], ['n_tokens'], ['']):
     with pytest.raises(ValueError, match='cannot be columns'):
       score_fields(names, 'columns')
+
+
+@pytest.mark.parametrize('name,hidden', [
+    ('batch_tokens', False), ('sort_buffer_tokens', False),
+    ('keep_fields', False), ('token', True), ('access_token', True),
+    ('hf-token', True), ('api_key', True), ('dataflow_kms_key', True),
+    ('aws_secret_access_key', True), ('hdfs_password', True),
+    ('azure_connection_string', True), ('gcp_credentials', True),
+    ('AUTH_HEADER', True), ('author', False)])
+def test_summary_hides_only_options_that_may_hold_secrets(name, hidden):
+  assert (score._redacted({name: 'v'})[name] == '<redacted>') is hidden
