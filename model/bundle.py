@@ -406,13 +406,7 @@ def export_saved_model(model, path: str, *, embedding_rows: int) -> None:
       tf.TensorSpec([None, None], tf.int32, name=INPUT_NAME)
   ])
   def serve(token_ids):
-    checks = [
-        tf.debugging.assert_non_negative(
-            token_ids, message='token ids must be >= 0'),
-        tf.debugging.assert_less(
-            token_ids, tf.constant(embedding_rows, tf.int32),
-            message=f'token ids must be < {embedding_rows} (embedding rows)'),
-    ]
+    checks = lstm_scorer.token_id_checks(tf, token_ids, embedding_rows)
     with tf.control_dependencies(checks):
       scores = model(token_ids, training=False)
     return {OUTPUT_NAME: tf.cast(scores, tf.float32)}

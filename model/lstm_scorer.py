@@ -130,6 +130,21 @@ def find_weights(variables: Sequence) -> Optional[LstmWeights]:
   return weights if shapes_fit else None
 
 
+def token_id_checks(tf, token_ids, rows: int) -> list:
+  """Graph assertions that ``0 <= token_ids < rows``.
+
+  The exported signature and the fast loop both make them: on a GPU an
+  out-of-range ``tf.gather`` silently returns zeros.
+  """
+  return [
+      tf.debugging.assert_non_negative(
+          token_ids, message='token ids must be >= 0'),
+      tf.debugging.assert_less(
+          token_ids, tf.constant(rows, tf.int32),
+          message=f'token ids must be < {rows} (embedding rows)'),
+  ]
+
+
 def build_predict(weights: LstmWeights, *,
                   masked: bool) -> Callable[[np.ndarray], np.ndarray]:
   """Returns ``fn(token_ids [batch, time] int32) -> scores`` (numpy).
@@ -153,16 +168,7 @@ def build_predict(weights: LstmWeights, *,
   @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)],
                autograph=False)
   def scores(token_ids):
-    # As the exported signature does: on a GPU an out-of-range gather
-    # would silently give zeros.
-    checks = [
-        tf.debugging.assert_non_negative(
-            token_ids, message='token ids must be >= 0'),
-        tf.debugging.assert_less(
-            token_ids, tf.constant(rows, tf.int32),
-            message=f'token ids must be < {rows} (embedding rows)'),
-    ]
-    with tf.control_dependencies(checks):
+    with tf.control_dependencies(token_id_checks(tf, token_ids, rows)):
       ids_by_step = tf.transpose(token_ids)
     live = tf.expand_dims(tf.not_equal(ids_by_step, 0), -1)
     steps, batch = tf.shape(ids_by_step)[0], tf.shape(ids_by_step)[1]
