@@ -9,14 +9,19 @@ loop, computed from the same weights:
 
 * the embedding never trains, so ``embeddings @ kernel + bias`` is one table
   computed at load: a step gathers its input projection instead of
-  multiplying (two thirds of the multiply-adds, and the ``[time, batch,
-  embedding]`` tensor, are gone);
+  multiplying (with 64-dim vectors and 32 units, two thirds of the
+  multiply-adds, and the ``[time, batch, embedding]`` tensor, are gone);
 * the gates are reordered to ``i, f, o, c`` so that one sigmoid covers three;
 * only the state is carried; masked steps keep it, as Keras does.
 
 Memory per padded token is the int32 id alone, so batches can be larger,
 which matters because a step costs a fixed ~35 us of TensorFlow dispatch
 besides its per-row work: long documents come in batches of few rows.
+
+On the benchmark's first 2,000 documents, one TensorFlow thread, model
+alone: the signature took 6.0 s, this loop 4.6 s in the same 2^19-token
+batches and 3.45 s in 2^21-token ones (one run each, on this project's
+2-core machine).
 
 The result is used only where it agrees with the signature: `for_bundle`
 compares both on a probe and returns None on any difference over
@@ -227,11 +232,11 @@ def for_bundle(loaded, reference: Callable[[np.ndarray], np.ndarray], *,
   predict = build_predict(weights, masked=masked)
   probe = probe_batch(rows=weights.embeddings.shape[0], maxlen=maxlen,
                       pad=pad)
-  expected = reference(probe)
   try:
+    expected = reference(probe)
     got = predict(probe)
   except Exception as e:  # TensorFlow raises many types here.
-    _LOGGER.debug('Fast LSTM scorer failed on the probe (%s)', e)
+    _LOGGER.debug('No probe of the fast LSTM scorer (%s)', e)
     return None
   difference = float(np.max(np.abs(got - expected))) if got.shape == (
       expected.shape) else float('inf')

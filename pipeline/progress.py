@@ -106,6 +106,9 @@ def read_counts(directory: str) -> dict[str, int]:
   return totals
 
 
+_MIN_DONE_FOR_ETA = 0.01
+
+
 def _duration(secs: float) -> str:
   secs = int(round(secs))
   if secs >= 3600:
@@ -118,7 +121,8 @@ def _duration(secs: float) -> str:
 def progress_line(counts: dict[str, int], elapsed: float,
                   total_bytes: Optional[int]) -> str:
   """One progress line: documents, tokens, docs/s, and percent and ETA
-  when both ``bytes_read`` and ``total_bytes`` are known."""
+  when both ``bytes_read`` and ``total_bytes`` are known (the ETA from 1%
+  of the input on)."""
   docs = counts.get('scored', 0)
   detail = f'{counts.get("tokens", 0):,} tokens'
   if counts.get('errors'):
@@ -130,7 +134,9 @@ def progress_line(counts: dict[str, int], elapsed: float,
   if total_bytes and read:
     done = min(read / total_bytes, 1.0)
     line += f', {100 * done:.0f}% of the input read'
-    if done < 1.0:
+    # Below 1% the time so far is mostly start-up, and an estimate from it
+    # would be off by hours.
+    if _MIN_DONE_FOR_ETA <= done < 1.0:
       line += f', about {_duration(elapsed * (1 - done) / done)} left'
   return line
 

@@ -3,6 +3,8 @@
 import multiprocessing
 import os
 
+import pytest
+
 from pipeline import progress
 
 
@@ -23,6 +25,16 @@ def test_line_gives_percent_and_time_left_from_bytes():
   done = progress.progress_line({'scored': 5, 'bytes_read': 10_000}, 5.0,
                                 total_bytes=10_000)
   assert done.endswith('100% of the input read')
+
+
+@pytest.mark.parametrize('read,estimate', [(1, False), (99, False),
+                                           (100, True), (5_000, True)])
+def test_time_left_waits_for_one_percent_of_the_input(read, estimate):
+  """At 10 s and a few bytes read, the time so far is start-up."""
+  line = progress.progress_line({'scored': 0, 'bytes_read': read}, 10.0,
+                                total_bytes=10_000)
+  assert line.endswith(' left') is estimate
+  assert 'of the input read' in line
 
 
 def _child(directory):
