@@ -70,7 +70,8 @@ from transforms.metrics import NAMESPACE
 _LOGGER = logging.getLogger(__name__)
 _COUNTERS = ('documents', 'tokens', 'unknown_tokens', 'truncated', 'empty',
              'errors', 'read_errors', 'scored', 'padded_tokens',
-             'models_loaded', 'bytes_read')
+             'models_loaded', 'models_loaded_lstm', 'models_loaded_signature',
+             'bytes_read')
 _REQUIRED = ('input', 'model', 'output')
 _PREVIOUS = '_previous'
 # Output files of this command, earlier names included (``errors-*``).

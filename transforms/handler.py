@@ -68,6 +68,9 @@ LSTM_BATCH_ROWS = 512
 # Documents scored per worker process: one counter per process, named
 # ``scored_by_worker:HOST:PID``, so a job's metrics show which workers scored.
 WORKER_COUNTER_PREFIX = 'scored_by_worker:'
+# Models loaded, by the function that scores with them (``..._lstm``,
+# ``..._signature``; see `model.bundle.Bundle.load_signature`).
+MODELS_LOADED_PREFIX = 'models_loaded_'
 
 
 def worker_identity() -> str:
@@ -220,6 +223,8 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
       # Counted here, not in load_model: Beam drops metrics updated during
       # setup(), where RunInference loads the model.
       self._models_loaded.inc()
+      Metrics.counter(NAMESPACE, MODELS_LOADED_PREFIX + getattr(
+          model.predict, 'kind', 'signature')).inc()
     Metrics.counter(NAMESPACE, WORKER_COUNTER_PREFIX +
                     worker_identity()).inc(len(batch))
     bundle = model.bundle

@@ -120,6 +120,11 @@ def test_scores_match_the_transform(tmp_path, corpus, trained_bundle,
   outdir = str(tmp_path / 'out')
   score.run(['--input', path, '--model', trained_bundle.path,
              '--output', outdir, '--scoring_function', scoring_function])
+  with open(os.path.join(outdir, '_SUMMARY.json'), encoding='utf-8') as f:
+    counts = json.load(f)['counts']
+  kind = 'lstm' if scoring_function == 'auto' else 'signature'
+  assert counts['models_loaded'] == counts[f'models_loaded_{kind}'] == 1
+  assert counts['models_loaded_lstm'] + counts['models_loaded_signature'] == 1
   from model.text import Segmenter
   segmenter, rules = Segmenter(), trained_bundle.tokenizer
   predict = trained_bundle.load_signature(fast=False)
