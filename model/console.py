@@ -74,7 +74,11 @@ in_record = False
 for line in sys.stdin.buffer:
   if record.search(line):
     in_record = True
-  elif not (in_record and inside.search(line)):
+  elif in_record and (inside.search(line) or drop.search(line)):
+    # A traceback line, or noise another process (a worker importing
+    # TensorFlow) wrote between two lines of it: the block goes on.
+    continue
+  else:
     in_record = False
     if not drop.search(line):
       out.write(line)

@@ -96,6 +96,32 @@ def test_stderr_filter_drops_worker_records_with_their_tracebacks():
                                      lines[13], lines[14]]
 
 
+def test_noise_from_another_worker_inside_a_traceback_keeps_it_dropped():
+  """Two workers share stderr: one's TensorFlow start-up lines can land
+  between the lines of the other's traceback."""
+  lines = [
+      'Scoring docs.jsonl (1 file, 10 bytes) with b into o on DirectRunner',
+      'ERROR:apache_beam.runners.worker.sdk_worker:Error processing',
+      'Traceback (most recent call last):',
+      'E0000 00:00:1796039020.671007   23776 cuda_platform.cc:52] failed '
+      'call to cuInit: UNKNOWN ERROR (303)',
+      'WARNING: All log messages before absl::InitializeLog() is called are '
+      'written to STDERR',
+      '  File "model/bundle.py", line 388, in verify_model',
+      '    raise BundleError(',
+      'model.bundle.BundleError: the manifest names 7 outputs',
+      'error: the pipeline failed: model.bundle.BundleError: 7 outputs',
+      '(--log_level DEBUG shows the traceback)',
+  ]
+  noise = '|'.join(f'(?:{p})' for p in console._NOISE)
+  out = subprocess.run(
+      [sys.executable, '-I', '-S', '-c', console._FILTER_PROGRAM, noise,
+       console._WORKER_RECORD, console._TRACEBACK_LINE],
+      input='\n'.join(lines) + '\n', capture_output=True, text=True,
+      timeout=60, check=True)
+  assert out.stdout.splitlines() == [lines[0], lines[8], lines[9]]
+
+
 def test_beam_notices_are_dropped_on_import():
   """Importing the project before Beam keeps Beam's import notice away."""
   code = 'import model, apache_beam; print("ok")'
