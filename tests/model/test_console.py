@@ -66,6 +66,17 @@ def test_console_restores_logging_and_keeps_errors():
   assert (root.level, list(root.handlers)) == before
 
 
+def _filtered(lines):
+  """What the command's stderr filter lets through of ``lines``."""
+  noise = '|'.join(f'(?:{p})' for p in console._NOISE)
+  out = subprocess.run(
+      [sys.executable, '-I', '-S', '-c', console._FILTER_PROGRAM, noise,
+       console._WORKER_RECORD, console._TRACEBACK_LINE],
+      input='\n'.join(lines) + '\n', capture_output=True, text=True,
+      timeout=60, check=True)
+  return out.stdout.splitlines()
+
+
 def test_stderr_filter_drops_worker_records_with_their_tracebacks():
   """Worker subprocesses' log records (Python's default format) go, with the
   tracebacks under them; the command's own lines and foreign errors stay."""
@@ -86,14 +97,8 @@ def test_stderr_filter_drops_worker_records_with_their_tracebacks():
       'error: the pipeline failed: model.bundle.BundleError: model broke',
       'Segmentation fault (core dumped)',
   ]
-  noise = '|'.join(f'(?:{p})' for p in console._NOISE)
-  out = subprocess.run(
-      [sys.executable, '-I', '-S', '-c', console._FILTER_PROGRAM, noise,
-       console._WORKER_RECORD, console._TRACEBACK_LINE],
-      input='\n'.join(lines) + '\n', capture_output=True, text=True,
-      timeout=60, check=True)
-  assert out.stdout.splitlines() == [lines[0], lines[10], lines[12],
-                                     lines[13], lines[14]]
+  assert _filtered(lines) == [lines[0], lines[10], lines[12], lines[13],
+                             lines[14]]
 
 
 def test_noise_from_another_worker_inside_a_traceback_keeps_it_dropped():
@@ -113,13 +118,7 @@ def test_noise_from_another_worker_inside_a_traceback_keeps_it_dropped():
       'error: the pipeline failed: model.bundle.BundleError: 7 outputs',
       '(--log_level DEBUG shows the traceback)',
   ]
-  noise = '|'.join(f'(?:{p})' for p in console._NOISE)
-  out = subprocess.run(
-      [sys.executable, '-I', '-S', '-c', console._FILTER_PROGRAM, noise,
-       console._WORKER_RECORD, console._TRACEBACK_LINE],
-      input='\n'.join(lines) + '\n', capture_output=True, text=True,
-      timeout=60, check=True)
-  assert out.stdout.splitlines() == [lines[0], lines[8], lines[9]]
+  assert _filtered(lines) == [lines[0], lines[8], lines[9]]
 
 
 def test_beam_notices_are_dropped_on_import():
