@@ -182,16 +182,18 @@ class Bundle:
     """
     with self._lock:
       if self._predict is None:
-        loaded, predict = self._load_signature()
+        predict = self._load_signature()
         verify_model(self, predict)
         self._predict = {'signature': predict}
-        faster = lstm_scorer.for_bundle(loaded, predict, masked=self.masked,
+      signature = self._predict['signature']
+      if fast and 'lstm' not in self._predict:
+        # Built (and probed) once, and only where asked for.
+        faster = lstm_scorer.for_bundle(signature.loaded, signature,
+                                        masked=self.masked,
                                         maxlen=self.maxlen, pad=self.pad)
-        if faster is not None:
-          self._predict['lstm'] = _scoring_function(faster, 'lstm', loaded)
-      if fast and 'lstm' in self._predict:
-        return self._predict['lstm']
-      return self._predict['signature']
+        self._predict['lstm'] = faster and _scoring_function(
+            faster, 'lstm', signature.loaded)
+      return (fast and self._predict['lstm']) or signature
 
   def _load_signature(self):
     tf = import_tensorflow()
@@ -211,7 +213,7 @@ class Bundle:
       out = signature(**{INPUT_NAME: tf.constant(token_ids, tf.int32)})
       return out[OUTPUT_NAME].numpy()
 
-    return loaded, _scoring_function(predict, 'signature', loaded)
+    return _scoring_function(predict, 'signature', loaded)
 
   def check_environment(self) -> None:
     """Refuses to score when MeCab's dictionary differs from training's.

@@ -97,13 +97,11 @@ def find_weights(variables: Sequence) -> Optional[LstmWeights]:
   if len(embeddings) != 1 or len(recurrent) != 1:
     return None
   cell = recurrent[0].rsplit('/', 1)[0]
-  if cell.rsplit('/', 1)[-1] != 'lstm_cell':
+  if cell.rsplit('/', 1)[-1] != 'lstm_cell' or cell + '/kernel' not in named:
     return None
   rest = {p: v for p, v in named.items()
           if p not in (embeddings[0], recurrent[0], cell + '/kernel',
                        cell + '/bias')}
-  if cell + '/kernel' not in named:
-    return None
   kernels = [p for p in rest if p.rsplit('/', 1)[-1] == 'kernel']
   biases = [p for p in rest if p.rsplit('/', 1)[-1] == 'bias']
   if len(kernels) != 1 or len(rest) != len(kernels) + len(biases) or (

@@ -122,7 +122,7 @@ def chunk_limits(predict: Callable, batch_tokens: int,
     `SIGNATURE_BATCH_TOKENS` (or one row), the fast loop's within
     `LSTM_BATCH_ROWS` rows.
   """
-  if getattr(predict, 'kind', 'signature') == 'signature':
+  if predict.kind == 'signature':
     return {'batch_tokens': min(batch_tokens,
                                 max(SIGNATURE_BATCH_TOKENS, row_length or 0)),
             'max_rows': None}
@@ -210,7 +210,7 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
     predict = bundle.load_signature(fast=self._scoring_function == 'auto')
     model = ScoringModel(bundle, predict)
     _LOGGER.info('Loaded bundle %s (scoring with %s)', self._bundle_path,
-                 getattr(predict, 'kind', 'signature'))
+                 predict.kind)
     return model
 
   def run_inference(
@@ -223,8 +223,8 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
       # Counted here, not in load_model: Beam drops metrics updated during
       # setup(), where RunInference loads the model.
       self._models_loaded.inc()
-      Metrics.counter(NAMESPACE, MODELS_LOADED_PREFIX + getattr(
-          model.predict, 'kind', 'signature')).inc()
+      Metrics.counter(NAMESPACE,
+                      MODELS_LOADED_PREFIX + model.predict.kind).inc()
     Metrics.counter(NAMESPACE, WORKER_COUNTER_PREFIX +
                     worker_identity()).inc(len(batch))
     bundle = model.bundle
