@@ -6,7 +6,7 @@ Three settings decide whether a second core helps:
   lookup hold Python's GIL for much of their time, so threads in one process
   do not add up; worker processes do. With no ``--direct_*`` flag given,
   `plan` switches the DirectRunner to ``multi_processing`` with one worker
-  per core once the input is large enough (`MIN_PARALLEL_BYTES`) to pay for
+  per core once the input is large enough (`pipeline.machine.MIN_PARALLEL_BYTES`) to pay for
   starting them: each worker imports Beam and TensorFlow and loads the
   model, which measured here as 1.5 to 2.3 s more start-up for two workers
   than for one in-process run (the launcher then imports no TensorFlow; an
@@ -29,7 +29,6 @@ runner's memory, so ``auto`` uses it everywhere except there.
 """
 
 import logging
-import os
 from typing import Optional, Sequence
 
 from apache_beam.io.filesystems import FileSystems
@@ -37,27 +36,14 @@ from apache_beam.options.pipeline_options import (DirectOptions,
                                                   PipelineOptions,
                                                   StandardOptions)
 
+from pipeline.machine import (LOCAL_RUNNERS, available_cores, local_tf_threads,
+                              local_workers)
 from pipeline.readers import DEFAULT_SPLIT_BYTES
 
 _LOGGER = logging.getLogger(__name__)
 
-# Measured on the project's 2-core machine (python -m bench.run, 8,000
-# documents): two worker processes start in 11.2 to 11.6 s against 9.3 to
-# 9.7 s for one in-process worker, and raise steady throughput about 2.1x
-# (from about 1.3 MB of JSONL a second), so on paper they pay from about
-# 5 MB; at 16.7 MB they were 1.15x to 1.35x one worker, whole process.
-MIN_PARALLEL_BYTES = 16 << 20
 MIN_SPLIT_BYTES = 1 << 20
 RANGES_PER_WORKER = 8
-_LOCAL_RUNNERS = (None, '', 'DirectRunner', 'direct', 'InteractiveRunner')
-
-
-def available_cores() -> int:
-  """The cores this process may run on (its CPU affinity where known)."""
-  try:
-    return max(1, len(os.sched_getaffinity(0)))
-  except AttributeError:  # Not on Linux.
-    return max(1, os.cpu_count() or 1)
 
 
 def input_bytes(pattern: str) -> int:
@@ -71,7 +57,7 @@ def input_bytes(pattern: str) -> int:
 
 def is_local(options: PipelineOptions) -> bool:
   """Whether the job runs on the DirectRunner in this machine."""
-  return options.view_as(StandardOptions).runner in _LOCAL_RUNNERS
+  return options.view_as(StandardOptions).runner in LOCAL_RUNNERS
 
 
 def _flag_given(argv: Sequence[str], *names: str) -> bool:
@@ -131,20 +117,15 @@ def plan(options: PipelineOptions, argv: Sequence[str], *,
     size = input_bytes(pattern) if pattern else 0
   if local:
     direct = options.view_as(DirectOptions)
-    if _flag_given(argv, 'direct_num_workers', 'direct_running_mode'):
-      mode = direct.direct_running_mode
-      workers = direct.direct_num_workers or cores
-      processes = workers if mode == 'multi_processing' else 1
-      in_process = mode != 'multi_processing'
-    elif cores > 1 and size >= MIN_PARALLEL_BYTES:
-      workers = processes = cores
-      in_process = False
+    chosen = _flag_given(argv, 'direct_num_workers', 'direct_running_mode')
+    workers, in_process = local_workers(
+        direct.direct_running_mode, direct.direct_num_workers, chosen=chosen,
+        size=size, cores=cores)
+    processes = 1 if in_process else workers
+    if not chosen and not in_process:
       flags = ['--direct_running_mode', 'multi_processing',
                '--direct_num_workers', str(workers)]
-    else:
-      workers = processes = 1
-      in_process = True
-    share = max(1, cores // processes)
+    threads = local_tf_threads(tf_threads, processes, cores)
   else:
     # Dataflow runs one SDK process per vCPU: each gets one core. Elsewhere
     # the cores of the machines that run the workers are not known here (on
@@ -154,9 +135,7 @@ def plan(options: PipelineOptions, argv: Sequence[str], *,
     in_process = False
     runner = str(options.view_as(StandardOptions).runner or '')
     share = 1 if 'Dataflow' in runner else 0
-  threads = share if tf_threads < 0 else tf_threads
-  if local and processes == 1 and tf_threads < 0:
-    threads = 0  # One process: TensorFlow's own default is the whole machine.
+    threads = share if tf_threads < 0 else tf_threads
   if not split_bytes:
     split_bytes = DEFAULT_SPLIT_BYTES
     if local and workers > 1 and size:

@@ -30,7 +30,15 @@ aside in ``OUTDIR/_previous/`` while the run goes, deleted when it succeeds
 and put back when it fails.
 """
 
-# First: model.console drops Beam's notices before Beam is imported.
+import sys  # isort: skip
+
+if __name__ == '__main__':
+  # Before any other import (Beam's takes 2 s): local worker processes start
+  # warming now.
+  from pipeline import warm_workers as _warm_workers  # isort: skip
+  _warm_workers.start_early(sys.argv[1:])
+
+# Then: model.console drops Beam's notices before Beam is imported.
 from model import console  # isort: skip
 
 import argparse
@@ -57,7 +65,8 @@ from apache_beam.runners.runner import PipelineState
 
 from model import process_exit, storage
 from model.bundle import MANIFEST, BundleError
-from pipeline import job_servers, kept, progress, scaling, watchdog
+from pipeline import (job_servers, kept, progress, scaling, warm_workers,
+                      watchdog)
 from pipeline.readers import INPUT_FORMATS, ReadCorpus, format_from_extension
 from pipeline.writers import (ERRORS_PREFIX, OUTPUT_FORMATS, SCORES_AS,
                               SCORES_PREFIX, SUMMARY_NAME, WriteErrors,
@@ -139,6 +148,13 @@ class ScoreOptions(PipelineOptions):
                         help='TensorFlow threads per worker process; -1: the '
                         "worker's share of the cores (1 on Dataflow); 0: "
                         "TensorFlow's default")
+    parser.add_argument('--warm_workers', default='auto',
+                        choices=('auto', 'off'),
+                        help='auto: with local worker processes (the '
+                        'DirectRunner\'s multi_processing), start them as '
+                        'the command starts, so that they import TensorFlow '
+                        'and load the model while the job is built; off: '
+                        'Beam starts them once the job runs')
     parser.add_argument('--split_bytes', type=console.non_negative_int,
                         default=0,
                         help='size of the ranges large input files are cut '
@@ -663,6 +679,27 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
     raise UsageError(str(e)) from e
   if plan.flags and test_pipeline is None:
     options = PipelineOptions(argv + plan.flags)
+  warm = None
+  if (test_pipeline is None and args.warm_workers == 'auto' and
+      scaling.is_local(options) and not plan.in_process and plan.workers):
+    # Started first: they import and load while this process builds the job.
+    settings = {'model': args.model, 'tf_threads': plan.tf_threads,
+                'scoring_function': args.scoring_function}
+    warm = (warm_workers.take_early(plan.workers, **settings) or
+            warm_workers.start(plan.workers, **settings))
+    warm.forward_stderr()  # Through the console's filter.
+  try:
+    runner = warm and warm.runner(PipelineOptions(argv + plan.flags))
+    return _check_build_and_run(args, options, plan, files, total_bytes,
+                                started, clock, test_pipeline, runner)
+  finally:
+    if warm is not None:
+      warm.close()
+
+
+def _check_build_and_run(args, options, plan, files, total_bytes, started,
+                         clock, test_pipeline, warm_runner):
+  """`run` once the plan is made (and warm workers started)."""
   # A launcher whose workers are other processes need not import TensorFlow:
   # checksums are verified here, and each worker probes the model it loads.
   scorer = load_scorer(args, tf_threads=plan.tf_threads,
@@ -690,7 +727,14 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
                f' ({plan.workers} worker processes)' if plan.workers > 1
                else '')
   _LOGGER.debug('Scaling plan: %r', plan)
-  pipeline = test_pipeline or beam.Pipeline(options=options)
+  if test_pipeline is not None:
+    pipeline = test_pipeline
+  elif warm_runner is not None:
+    # The runner's copy of the options has no running mode (see
+    # `warm_workers`); the summary keeps the one asked for.
+    pipeline = beam.Pipeline(runner=warm_runner, options=warm_runner.options)
+  else:
+    pipeline = beam.Pipeline(options=options)
   build(pipeline, args, scorer, plan)
   with _progress(args.progress_secs, total_bytes or None) as reporter:
     result = _run_pipeline(pipeline, args, reporter)
@@ -759,6 +803,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       if level != 'DEBUG':
         print('(--log_level DEBUG shows the traceback)', file=sys.stderr)
       return 1
+    finally:
+      warm_workers.close_early()  # Those no run took (a usage error).
   totals, summary = result.summary['counts'], result.summary
   outdir = summary['options']['output']
   ext = summary['options']['output_format']

@@ -44,8 +44,10 @@ _LOGGER = logging.getLogger(__name__)
 _WORKER_THREAD = 'run_worker'
 # What Beam's runner raises when a worker's data channel closes mid-bundle.
 _CLOSED_CHANNEL = 'Channel closed prematurely'
-# Command-line marks of an SDK worker process started by the DirectRunner.
-_WORKER_MARK = b'apache_beam.runners.worker.sdk_worker_main'
+# Command-line marks of an SDK worker process started by the DirectRunner:
+# Beam's own, or `pipeline.warm_workers` (its clients and warm processes).
+_WORKER_MARKS = (b'apache_beam.runners.worker.sdk_worker_main',
+                 b'pipeline.warm_workers')
 # The job's output shards, earlier names included (``errors-*``).
 OUTPUT_SHARDS = (f'{SCORES_PREFIX}-*-of-*', f'{ERRORS_PREFIX}-*-of-*',
                  'errors-*-of-*')
@@ -111,7 +113,7 @@ def worker_processes(root: Optional[int] = None) -> list[int]:
   while todo:
     for pid in children.get(todo.pop(), ()):
       todo.append(pid)
-      if _WORKER_MARK in table[pid][1]:
+      if any(mark in table[pid][1] for mark in _WORKER_MARKS):
         found.append(pid)
   return found
 

@@ -167,13 +167,17 @@ def test_a_run_prints_only_its_own_lines(inputs, trained_bundle):
   assert summary['counts']['scored'] == 320
 
 
-def test_worker_subprocesses_are_quiet_too(inputs, trained_bundle):
-  outdir = inputs / 'out-multi'
+@pytest.mark.parametrize('warm', ['auto', 'off'])
+def test_worker_subprocesses_are_quiet_too(inputs, trained_bundle, warm):
+  """Warm workers (`pipeline.warm_workers`) start before the console's
+  filter does; their stderr goes through it all the same."""
+  outdir = inputs / f'out-multi-{warm}'
   out = run_command('pipeline.score', '--input', str(inputs / 'docs.jsonl'),
                     '--model', trained_bundle.path, '--output', str(outdir),
                     '--format', 'csv', '--scores_as', 'columns',
                     '--direct_running_mode', 'multi_processing',
-                    '--direct_num_workers', '2', '--progress_secs', '1')
+                    '--direct_num_workers', '2', '--progress_secs', '1',
+                    '--warm_workers', warm)
   _check_quiet(out)
   header = sorted(outdir.glob('scores-*.csv'))[0].read_text(
       'utf-8').splitlines()[0]

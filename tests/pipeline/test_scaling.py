@@ -3,7 +3,7 @@
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline import scaling
+from pipeline import machine, scaling
 
 MB = 1 << 20
 
@@ -14,7 +14,7 @@ def plan(argv, size, cores=2, **kwargs):
 
 
 def test_small_local_input_stays_in_process():
-  p = plan([], scaling.MIN_PARALLEL_BYTES - 1)
+  p = plan([], machine.MIN_PARALLEL_BYTES - 1)
   assert (p.workers, p.flags, p.tf_threads, p.rebalance) == (1, [], 0, False)
 
 

@@ -2,7 +2,8 @@
 
 ``python -m pipeline.score`` runs as a subprocess on the DirectRunner with two
 worker processes and on the portable runner with an external worker pool.
-The test kills one SDK worker process (found through ``/proc``) either while
+The test kills one SDK worker process (found through ``/proc``; on the
+DirectRunner started warm by `pipeline.warm_workers` or cold by Beam) either while
 it scores or right after it started, before its first bundle. The run must
 then fail within a bounded time with one ``error:`` line, leaving no
 ``scores-*``/``errors-*`` shard and no ``beam-temp-*`` folder behind, or
@@ -28,9 +29,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
 HARD_TIMEOUT = 240  # seconds for one scoring subprocess, killed or not
 MULTI_PROCESS = ['--direct_running_mode', 'multi_processing',
                  '--direct_num_workers', '2']
+# How the DirectRunner's worker processes start (pipeline.warm_workers).
+STARTS = {'warm': [], 'cold': ['--warm_workers', 'off']}
 # Command-line marks of the SDK worker processes that each runner starts.
 DIRECT_WORKER = b'apache_beam.runners.worker.sdk_worker_main'
 POOL_WORKER = b'SdkHarness('
+# pipeline.warm_workers: the warm process (it forks the SDK workers, which
+# keep its command line) and the client Beam starts for each worker.
+WARM_SERVE = b'serve'
+WARM_CLIENT = b'connect'
+WARM_MARK = b'pipeline.warm_workers'
 
 pytestmark = pytest.mark.skipif(not os.path.isdir('/proc'),
                                 reason='finds worker processes in /proc')
@@ -63,6 +71,33 @@ def _python_workers(root: int, mark: bytes) -> list[int]:
   return [pid for pid, argv in _descendants(root)
           if b'python' in os.path.basename(argv[0]) and
           any(mark in arg for arg in argv)]
+
+
+def _warm(root: int, role: bytes) -> list[int]:
+  """`pipeline.warm_workers` processes below ``root``: the SDK workers the
+  warm process forked (``serve`` below ``serve``), or Beam's clients."""
+  found = _descendants(root)
+  serving = {pid for pid, argv in found
+             if WARM_MARK in argv and WARM_SERVE in argv}
+  if role == WARM_SERVE:
+    parents = {pid: _parent(pid) for pid in serving}
+    return [pid for pid in serving if parents[pid] in serving]
+  return [pid for pid, argv in found if WARM_MARK in argv and role in argv]
+
+
+def _parent(pid: int) -> int:
+  try:
+    with open(f'/proc/{pid}/stat', 'rb') as f:
+      return int(f.read().rsplit(b')', 1)[1].split()[1])
+  except (OSError, IndexError, ValueError):
+    return 0
+
+
+def _direct_workers(start: str, role: bytes = WARM_SERVE):
+  """A finder of the DirectRunner's SDK worker processes below a pid."""
+  if start == 'cold':
+    return lambda root: _python_workers(root, DIRECT_WORKER)
+  return lambda root: _warm(root, role)
 
 
 def _scoring(outdir: str) -> bool:
@@ -100,16 +135,17 @@ def _alive(pid: int) -> bool:
     return False
 
 
-def _kill_a_worker(proc, root: int, mark: bytes, when,
+def _kill_a_worker(proc, root: int, find, when,
                    limit: float = HARD_TIMEOUT) -> list[int]:
   """SIGKILLs one new SDK worker below ``root`` once ``when()`` holds.
 
-  Returns the pids of the workers seen then, the killed one first.
+  ``find(root)`` lists the workers. Returns the pids of the workers seen
+  then, the killed one first.
   """
-  old = set(_python_workers(root, mark))
+  old = set(find(root))
   deadline = time.monotonic() + limit
   while time.monotonic() < deadline and proc.poll() is None:
-    workers = [pid for pid in _python_workers(root, mark) if pid not in old]
+    workers = [pid for pid in find(root) if pid not in old]
     if workers and when():
       os.kill(workers[0], signal.SIGKILL)
       return workers
@@ -160,13 +196,15 @@ def _assert_failed_cleanly(rc, err, outdir):
                                                'beam-temp-'))], left
 
 
-def _killed_while_scoring_then_rerun(tmp_path, corpus, bundle, flags,
-                                     root=None, mark=DIRECT_WORKER):
+def _killed_while_scoring_then_rerun(tmp_path, corpus, bundle, flags, find,
+                                     root=None):
   path, ids, bad = _write_input(tmp_path, corpus, copies=1)
   outdir = str(tmp_path / 'out')
   proc = _start(path, bundle, outdir, flags)
-  _kill_a_worker(proc, root or proc.pid, mark, lambda: _scoring(outdir))
+  workers = _kill_a_worker(proc, root or proc.pid, find,
+                           lambda: _scoring(outdir))
   rc, _, err = _finish(proc)
+  assert not [pid for pid in workers if _alive(pid)]  # none left running
   if rc == 0:  # The job may complete without the worker: then in full.
     _assert_complete(outdir, ids, bad)
   else:
@@ -176,23 +214,44 @@ def _killed_while_scoring_then_rerun(tmp_path, corpus, bundle, flags,
   _assert_complete(outdir, ids, bad)
 
 
-def test_direct_worker_killed_while_scoring(tmp_path, corpus, trained_bundle):
+@pytest.mark.parametrize('start', sorted(STARTS))
+def test_direct_worker_killed_while_scoring(tmp_path, corpus, trained_bundle,
+                                            start):
   _killed_while_scoring_then_rerun(tmp_path, corpus, trained_bundle.path,
-                                   MULTI_PROCESS)
+                                   MULTI_PROCESS + STARTS[start],
+                                   _direct_workers(start))
 
 
+def test_warm_workers_client_killed_while_scoring(tmp_path, corpus,
+                                                  trained_bundle):
+  """The process Beam waits on is the client: its warm worker goes too."""
+  _killed_while_scoring_then_rerun(tmp_path, corpus, trained_bundle.path,
+                                   MULTI_PROCESS,
+                                   _direct_workers('warm', WARM_CLIENT))
+
+
+@pytest.mark.parametrize('start', sorted(STARTS))
 def test_direct_worker_killed_before_its_first_bundle(tmp_path, corpus,
-                                                      trained_bundle):
-  """Beam alone waits forever here: the worker's data channel never opens."""
-  path, _, _ = _write_input(tmp_path, corpus[:20], copies=1)
+                                                      trained_bundle, start):
+  """Beam alone waits forever here: the worker's data channel never opens.
+
+  A warm worker killed before a client reached it is replaced: that client
+  starts Beam's own worker, and the job completes.
+  """
+  path, ids, bad = _write_input(tmp_path, corpus[:20], copies=1)
   outdir = str(tmp_path / 'out')
-  proc = _start(path, trained_bundle.path, outdir, MULTI_PROCESS)
-  workers = _kill_a_worker(proc, proc.pid, DIRECT_WORKER, lambda: True)
+  proc = _start(path, trained_bundle.path, outdir,
+                MULTI_PROCESS + STARTS[start])
+  workers = _kill_a_worker(proc, proc.pid, _direct_workers(start),
+                           lambda: True)
   rc, _, err = _finish(proc)
+  assert not [pid for pid in workers if _alive(pid)]  # none left running
+  if start == 'warm' and rc == 0:
+    _assert_complete(outdir, ids, bad)
+    return
   _assert_failed_cleanly(rc, err, outdir)
   assert 'exited with return code' in [
       l for l in err.splitlines() if l.startswith('error: ')][-1]
-  assert not [pid for pid in workers if _alive(pid)]  # none left running
 
 
 @pytest.fixture(scope='module')
@@ -210,8 +269,9 @@ def pool_services(tmp_path_factory):
 def test_portable_worker_killed_while_scoring(tmp_path, corpus, trained_bundle,
                                               pool_services):
   flags, pool = pool_services
-  _killed_while_scoring_then_rerun(tmp_path, corpus, trained_bundle.path,
-                                   flags, root=pool, mark=POOL_WORKER)
+  _killed_while_scoring_then_rerun(
+      tmp_path, corpus, trained_bundle.path, flags,
+      lambda root: _python_workers(root, POOL_WORKER), root=pool)
 
 
 def test_portable_worker_killed_before_its_first_bundle(tmp_path, corpus,
@@ -223,7 +283,8 @@ def test_portable_worker_killed_before_its_first_bundle(tmp_path, corpus,
   outdir = str(tmp_path / 'out')
   proc = _start(path, trained_bundle.path, outdir,
                 flags + ['--job_timeout_secs', '45'])
-  _kill_a_worker(proc, pool, POOL_WORKER, lambda: True)
+  _kill_a_worker(proc, pool, lambda root: _python_workers(root, POOL_WORKER),
+                 lambda: True)
   rc, _, err = _finish(proc)
   ours = [l for l in err.splitlines() if l.startswith('error: ')]
   assert rc == 1 and ours, err[-3000:]

@@ -1,0 +1,204 @@
+"""Warm worker processes: Beam's jobs run in them, and nothing waits on them.
+
+Real processes throughout: `pipeline.warm_workers.start` starts the warm
+process, Beam's FnApiRunner starts its clients, and the jobs run Beam's own
+SDK harness in the processes the warm one forked.
+"""
+
+import json
+import os
+import time
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline import machine, warm_workers
+
+pytestmark = pytest.mark.skipif(not os.path.isdir('/proc'),
+                                reason='reads parent pids from /proc')
+
+
+def _parent(pid: int) -> int:
+  with open(f'/proc/{pid}/stat', 'rb') as f:
+    return int(f.read().rsplit(b')', 1)[1].split()[1])
+
+
+def _where(x):
+  """Which process handled ``x``, and its parent."""
+  return json.dumps([x, os.getpid(), _parent(os.getpid())])
+
+
+def _run_job(warm, workers: int, tmp_path, n: int = 60):
+  runner = warm.runner(PipelineOptions(['--direct_num_workers',
+                                        str(workers)]))
+  out = str(tmp_path / 'where')
+  with beam.Pipeline(runner=runner, options=runner.options) as p:
+    _ = (p | 'Create' >> beam.Create(range(n)) | 'Spread' >> beam.Reshuffle()
+         | 'Where' >> beam.Map(_where)
+         | 'Write' >> beam.io.WriteToText(out))
+  rows = []
+  for name in os.listdir(tmp_path):
+    if name.startswith('where'):
+      with open(tmp_path / name, encoding='utf-8') as f:
+        rows += [json.loads(line) for line in f]
+  return rows
+
+
+def _exited(process, secs: float = 30) -> bool:
+  try:
+    process.wait(secs)
+  except Exception:  # pylint: disable=broad-except
+    return False
+  return True
+
+
+def test_a_job_runs_in_the_processes_the_warm_one_forked(tmp_path,
+                                                         trained_bundle):
+  warm = warm_workers.start(2, model=trained_bundle.path, tf_threads=1)
+  try:
+    rows = _run_job(warm, 2, tmp_path)
+  finally:
+    warm.close()
+  assert sorted(r[0] for r in rows) == list(range(60))
+  zygote = warm.processes[0].pid
+  assert {r[2] for r in rows} == {zygote}, rows  # forked by the warm process
+  assert zygote not in {r[1] for r in rows}
+  assert warm.processes[0].poll() is not None
+  assert not os.path.exists(warm.socket_path)
+
+
+@pytest.mark.parametrize('warm_count', [0, 1])
+def test_workers_without_a_warm_process_start_cold(tmp_path, trained_bundle,
+                                                   warm_count):
+  """More workers than warm processes: the rest run Beam's own worker."""
+  warm = warm_workers.start(warm_count, model=trained_bundle.path)
+  try:
+    rows = _run_job(warm, 2, tmp_path)
+  finally:
+    warm.close()
+  assert sorted(r[0] for r in rows) == list(range(60))
+  if warm_count == 0:  # Each worker is a client that became Beam's worker.
+    assert warm.processes[0].pid not in {r[2] for r in rows}
+  assert _exited(warm.processes[0])
+
+
+def test_a_warm_process_that_no_job_took_ends_when_closed(trained_bundle):
+  warm = warm_workers.start(2, model=trained_bundle.path)
+  started = time.monotonic()
+  warm.close()
+  assert warm.processes[0].poll() is not None
+  assert time.monotonic() - started < 15
+  assert not os.path.exists(os.path.dirname(warm.socket_path))
+
+
+def test_a_warm_process_ends_with_its_launcher(tmp_path, trained_bundle):
+  """Its stdin is a pipe from the launcher: at its end, the warm process and
+  its forks exit (nothing outlives a killed launcher)."""
+  warm = warm_workers.start(2, model=trained_bundle.path)
+  zygote = warm.processes[0]
+  deadline = time.monotonic() + 120
+  forks = []
+  while time.monotonic() < deadline and len(forks) < 2:
+    forks = [int(pid) for pid in os.listdir('/proc') if pid.isdigit()
+             and _safe_parent(int(pid)) == zygote.pid]
+    time.sleep(0.1)
+  assert len(forks) == 2
+  zygote.stdin.close()  # As when the launcher dies.
+  assert _exited(zygote)
+  deadline = time.monotonic() + 30
+  while time.monotonic() < deadline and any(_running(p) for p in forks):
+    time.sleep(0.1)
+  assert not any(_running(p) for p in forks)
+  warm.close()
+
+
+def _safe_parent(pid: int) -> int:
+  try:
+    return _parent(pid)
+  except (OSError, IndexError, ValueError):
+    return 0
+
+
+def _running(pid: int) -> bool:
+  try:
+    with open(f'/proc/{pid}/stat', 'rb') as f:
+      return f.read().rsplit(b')', 1)[1].split()[0] not in (b'Z', b'X')
+  except OSError:
+    return False
+
+
+BIG = 17 << 20  # over pipeline.machine.MIN_PARALLEL_BYTES
+
+
+@pytest.fixture
+def big_input(tmp_path):
+  path = tmp_path / 'big.jsonl'
+  with open(path, 'wb') as f:
+    f.truncate(BIG)
+  return str(path)
+
+
+@pytest.mark.parametrize('flags,workers', [
+    (['--direct_running_mode', 'multi_processing', '--direct_num_workers',
+      '2'], 2),
+    (['--direct_running_mode=multi_processing', '--direct_num_workers=3'], 3),
+    (['--direct_running_mode', 'multi_processing', '--direct_num_workers',
+      '2', '--warm_workers', 'off'], 0),
+    (['--direct_num_workers', '1'], 0),
+    (['--direct_running_mode', 'multi_threading', '--direct_num_workers',
+      '2'], 0),
+    (['--runner', 'FlinkRunner', '--direct_running_mode', 'multi_processing',
+      '--direct_num_workers', '2'], 0),
+    (['--direct_running_mode', 'multi_processing', '--direct_num_workers',
+      'two'], 0),
+    (['-h', '--direct_running_mode', 'multi_processing'], 0),
+])
+def test_early_start_reads_the_command_line(flags, workers, tmp_path,
+                                            trained_bundle):
+  argv = ['--input', str(tmp_path / 'small.jsonl'), '--model',
+          trained_bundle.path, '--output', str(tmp_path / 'out')] + flags
+  warm_workers.start_early(argv)
+  # The plan's settings for such a job take them.
+  threads = machine.local_tf_threads(-1, max(workers, 1),
+                                     machine.available_cores())
+  taken = warm_workers.take_early(workers, model=trained_bundle.path,
+                                  tf_threads=threads,
+                                  scoring_function='auto')
+  try:
+    assert (taken is not None) == bool(workers)
+  finally:
+    if taken is not None:
+      taken.close()
+  assert warm_workers.take_early(workers, model=trained_bundle.path,
+                                 tf_threads=threads,
+                                 scoring_function='auto') is None
+
+
+def test_early_start_follows_the_input_size(big_input, tmp_path,
+                                            trained_bundle):
+  """No runner flag: a large local input means one worker per core."""
+  cores = machine.available_cores()
+  argv = ['--input', big_input, '--model', trained_bundle.path, '--output',
+          str(tmp_path / 'out')]
+  warm_workers.start_early(argv)
+  taken = warm_workers.take_early(cores, model=trained_bundle.path,
+                                  tf_threads=1, scoring_function='auto')
+  try:
+    assert (taken is not None) == (cores > 1)
+  finally:
+    if taken is not None:
+      taken.close()
+
+
+def test_early_workers_that_do_not_fit_the_plan_are_stopped(tmp_path,
+                                                            trained_bundle):
+  warm_workers.start_early([
+      '--input', str(tmp_path / 'x.jsonl'), '--model', trained_bundle.path,
+      '--direct_running_mode', 'multi_processing', '--direct_num_workers',
+      '2'])
+  early = warm_workers._early  # pylint: disable=protected-access
+  assert early is not None
+  assert warm_workers.take_early(2, model=trained_bundle.path, tf_threads=1,
+                                 scoring_function='signature') is None
+  assert _exited(early[1].processes[0])
