@@ -151,10 +151,10 @@ class ScoreOptions(PipelineOptions):
     parser.add_argument('--warm_workers', default='auto',
                         choices=('auto', 'off'),
                         help='auto: with local worker processes (the '
-                        'DirectRunner\'s multi_processing), start them as '
-                        'the command starts, so that they import TensorFlow '
-                        'and load the model while the job is built; off: '
-                        'Beam starts them once the job runs')
+                        'DirectRunner\'s multi_processing, on Linux), start '
+                        'them as the command starts, so that they import '
+                        'TensorFlow and load the model while the job is '
+                        'built; off: Beam starts them once the job runs')
     parser.add_argument('--split_bytes', type=console.non_negative_int,
                         default=0,
                         help='size of the ranges large input files are cut '
@@ -681,7 +681,8 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
     options = PipelineOptions(argv + plan.flags)
   warm = None
   if (test_pipeline is None and args.warm_workers == 'auto' and
-      scaling.is_local(options) and not plan.in_process and plan.workers):
+      warm_workers.supported() and scaling.is_local(options) and
+      not plan.in_process and plan.workers):
     # Started first: they import and load while this process builds the job.
     settings = {'model': args.model, 'tf_threads': plan.tf_threads,
                 'scoring_function': args.scoring_function}

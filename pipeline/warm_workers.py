@@ -149,6 +149,12 @@ class WarmWorkers:
     self.close()
 
 
+def supported() -> bool:
+  """Whether warm workers run here: Linux (fork after TensorFlow's import,
+  Unix sockets; measured only there)."""
+  return sys.platform.startswith('linux')
+
+
 def _write_stderr(line: bytes) -> None:
   try:
     os.write(2, line)  # One write per line: lines of processes stay whole.
@@ -238,7 +244,8 @@ def start_early(argv: list[str]) -> None:
   # pylint: disable=import-outside-toplevel
   from pipeline.machine import (LOCAL_RUNNERS, available_cores,
                                 local_tf_threads, local_workers)
-  if _early is not None or '-h' in argv or '--help' in argv:
+  if (_early is not None or not supported() or '-h' in argv or
+      '--help' in argv):
     return
   model, pattern = _flag(argv, 'model'), _flag(argv, 'input')
   if (not model or not pattern or _flag(argv, 'runner') not in LOCAL_RUNNERS
