@@ -68,6 +68,17 @@ FLOORS = ('floor_mecab', 'floor_model')
 #: The module Beam's DirectRunner runs its worker processes with, in
 #: ``multi_processing`` mode (``python -m ...``, under ``sh -c``).
 SDK_WORKER_MODULE = 'apache_beam.runners.worker.sdk_worker_main'
+#: `pipeline.warm_workers`: one ``serve`` process imports, then forks the
+#: SDK worker processes (which keep its command line).
+WARM_MODULE = 'pipeline.warm_workers'
+
+
+def _is_sdk_worker(command: list[str], parent: list[str]) -> bool:
+  """Whether a process runs a Beam SDK worker, from its and its parent's
+  command lines: Beam's own, or one that a warm process forked."""
+  def warm(cmd):
+    return WARM_MODULE in cmd and 'serve' in cmd
+  return SDK_WORKER_MODULE in command or (warm(command) and warm(parent))
 
 
 # --- measuring one process ---------------------------------------------------
@@ -89,6 +100,14 @@ def process_rss(pid: int) -> dict[int, int]:
   return found
 
 
+def _parent(pid: int) -> int:
+  try:
+    with open(f'/proc/{pid}/stat', 'rb') as f:
+      return int(f.read().rsplit(b')', 1)[1].split()[1])
+  except (OSError, IndexError, ValueError):
+    return 0
+
+
 def _cmdline(pid: int) -> list[str]:
   try:
     with open(f'/proc/{pid}/cmdline', 'rb') as f:
@@ -107,6 +126,7 @@ class _RssSampler(threading.Thread):
     self.peak_total = 0
     self.peaks: dict[int, int] = {}
     self.commands: dict[int, list[str]] = {}
+    self.parents: dict[int, int] = {}
     self._done = threading.Event()
 
   def run(self):
@@ -116,6 +136,8 @@ class _RssSampler(threading.Thread):
       for p, size in sizes.items():
         if SDK_WORKER_MODULE not in self.commands.get(p, []):
           self.commands[p] = _cmdline(p)  # Again: it may not have exec'd yet.
+        if p not in self.parents:
+          self.parents[p] = _parent(p)
         self.peaks[p] = max(self.peaks.get(p, 0), size)
       self._done.wait(self.every_s)
 
@@ -130,7 +152,8 @@ def measure(command: list[str]) -> dict[str, Any]:
   Returns:
     ``wall_s``, ``peak_rss_mb`` (the tree's largest sum),
     ``peak_main_rss_mb``, ``processes`` (all seen, helpers included),
-    ``workers`` (Beam SDK worker processes seen, or 1: the process itself),
+    ``workers`` (Beam SDK worker processes seen, warm ones included, or 1:
+    the process itself),
     ``peak_worker_rss_mb`` (the largest SDK worker's peak; the process's own
     without workers), ``stdout``, ``stderr``.
 
@@ -154,7 +177,9 @@ def measure(command: list[str]) -> dict[str, Any]:
                        f'{proc.returncode}:\n{err[-3000:]}')
   main = sampler.peaks.get(proc.pid, 0)
   workers = [v for p, v in sampler.peaks.items()
-             if SDK_WORKER_MODULE in sampler.commands.get(p, [])]
+             if _is_sdk_worker(sampler.commands.get(p, []),
+                               sampler.commands.get(sampler.parents.get(p),
+                                                    []))]
   return {'wall_s': wall, 'peak_rss_mb': sampler.peak_total / 2**20,
           'peak_main_rss_mb': main / 2**20,
           'peak_worker_rss_mb': max(workers or [main]) / 2**20,

@@ -9,12 +9,21 @@ but the standard library.
 import os
 from typing import Optional
 
-# Measured on the project's 2-core machine (python -m bench.run, 8,000
-# documents): two worker processes start in 11.2 to 11.6 s against 9.3 to
-# 9.7 s for one in-process worker, and raise steady throughput about 2.1x
-# (from about 1.3 MB of JSONL a second), so on paper they pay from about
-# 5 MB; at 16.7 MB they were 1.15x to 1.35x one worker, whole process.
-MIN_PARALLEL_BYTES = 16 << 20
+# Input bytes per local worker process: a job on a local DirectRunner with
+# no --direct_* flag gets min(cores, size // these) worker processes, and
+# stays in this process below two. Measured on the project's 2-core machine
+# (python -m bench.run, 8 documents of start-up):
+# * started cold by Beam, two worker processes started 1.5 to 2.3 s later
+#   than one in-process worker and then scored about 2.1x as fast; at 16.7 MB
+#   they were 1.15x to 1.35x one worker, whole process: 8 MiB a worker (two
+#   from 16 MiB) keeps a margin;
+# * started warm (`pipeline.warm_workers`), two worker processes started in
+#   7.7 to 8.7 s, against 9.4 to 9.5 s for one in-process worker: they pay at
+#   any size here. 4 MiB a worker (about 480 of the benchmark's documents,
+#   3 s of one worker's scoring) keeps small jobs in one process (one model
+#   in memory, 1 GB) and bounds the processes on machines with many cores.
+COLD_WORKER_BYTES = 8 << 20
+WARM_WORKER_BYTES = 4 << 20
 # What --runner names the local DirectRunner (None: no --runner).
 LOCAL_RUNNERS = (None, '', 'DirectRunner', 'direct', 'InteractiveRunner')
 
@@ -28,7 +37,8 @@ def available_cores() -> int:
 
 
 def local_workers(mode: Optional[str], num_workers: Optional[int], *,
-                  chosen: bool, size: int, cores: int) -> tuple[int, bool]:
+                  chosen: bool, size: int, cores: int,
+                  warm: bool = False) -> tuple[int, bool]:
   """Workers of a job on the local DirectRunner, and whether in this process.
 
   Args:
@@ -37,6 +47,7 @@ def local_workers(mode: Optional[str], num_workers: Optional[int], *,
     chosen: whether either flag was given; else the size decides.
     size: the input's size in bytes.
     cores: the machine's cores.
+    warm: whether worker processes would start warm (`pipeline.warm_workers`).
 
   Returns:
     ``(workers, in_process)``: worker processes are used when not
@@ -44,8 +55,10 @@ def local_workers(mode: Optional[str], num_workers: Optional[int], *,
   """
   if chosen:
     return num_workers or cores, mode != 'multi_processing'
-  if cores > 1 and size >= MIN_PARALLEL_BYTES:
-    return cores, False
+  workers = min(cores, size // (WARM_WORKER_BYTES if warm
+                                else COLD_WORKER_BYTES))
+  if workers >= 2:
+    return workers, False
   return 1, True
 
 

@@ -6,11 +6,11 @@ Three settings decide whether a second core helps:
   lookup hold Python's GIL for much of their time, so threads in one process
   do not add up; worker processes do. With no ``--direct_*`` flag given,
   `plan` switches the DirectRunner to ``multi_processing`` with one worker
-  per core once the input is large enough (`pipeline.machine.MIN_PARALLEL_BYTES`) to pay for
-  starting them: each worker imports Beam and TensorFlow and loads the
-  model, which measured here as 1.5 to 2.3 s more start-up for two workers
-  than for one in-process run (the launcher then imports no TensorFlow; an
-  in-process run reuses the model its validation loaded).
+  process per 4 MiB of input (8 MiB where they start cold), up to one per
+  core, from two on (`pipeline.machine`): each worker imports Beam and
+  TensorFlow and loads the model. Started warm (`pipeline.warm_workers`,
+  the default on Linux), two workers start up faster than one in-process run
+  on two cores; started cold by Beam, 1.5 to 2.3 s slower.
   ``--direct_num_workers 1`` still forces one worker.
 * **TensorFlow's threads per process** (``--tf_threads``): by default each
   local worker gets its share of the cores, so two workers on two cores do
@@ -97,7 +97,8 @@ class Plan:
 def plan(options: PipelineOptions, argv: Sequence[str], *,
          size: Optional[int] = None, pattern: Optional[str] = None,
          tf_threads: int = -1, split_bytes: int = 0,
-         rebalance: str = 'auto', cores: Optional[int] = None) -> Plan:
+         rebalance: str = 'auto', cores: Optional[int] = None,
+         warm: bool = False) -> Plan:
   """Decides workers, TF threads, range size and rebalancing for one job.
 
   Args:
@@ -109,6 +110,8 @@ def plan(options: PipelineOptions, argv: Sequence[str], *,
     split_bytes: ``--split_bytes``: 0 for automatic.
     rebalance: ``--rebalance``: ``auto``, ``always`` or ``never``.
     cores: the machine's cores (default: `available_cores`).
+    warm: whether local worker processes start warm
+      (`pipeline.warm_workers`), which lets smaller inputs use them.
   """
   cores = cores or available_cores()
   flags: list[str] = []
@@ -120,7 +123,7 @@ def plan(options: PipelineOptions, argv: Sequence[str], *,
     chosen = _flag_given(argv, 'direct_num_workers', 'direct_running_mode')
     workers, in_process = local_workers(
         direct.direct_running_mode, direct.direct_num_workers, chosen=chosen,
-        size=size, cores=cores)
+        size=size, cores=cores, warm=warm)
     processes = 1 if in_process else workers
     if not chosen and not in_process:
       flags = ['--direct_running_mode', 'multi_processing',

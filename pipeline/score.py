@@ -674,7 +674,9 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
     plan = scaling.plan(options, argv, size=total_bytes,
                         tf_threads=args.tf_threads,
                         split_bytes=args.split_bytes,
-                        rebalance=args.rebalance)
+                        rebalance=args.rebalance,
+                        warm=args.warm_workers == 'auto' and
+                        warm_workers.supported())
   except ValueError as e:
     raise UsageError(str(e)) from e
   if plan.flags and test_pipeline is None:

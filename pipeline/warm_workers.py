@@ -258,7 +258,7 @@ def start_early(argv: list[str]) -> None:
     cores = available_cores()
     workers, in_process = local_workers(
         mode or 'in_memory', int(number or 1), chosen=chosen,
-        size=0 if chosen else _local_size(pattern), cores=cores)
+        size=0 if chosen else _local_size(pattern), cores=cores, warm=True)
     tf_threads = local_tf_threads(int(_flag(argv, 'tf_threads') or -1),
                                   1 if in_process else workers, cores)
   except ValueError:

@@ -101,6 +101,21 @@ def test_measure_sums_a_process_tree_and_finds_beam_workers():
   assert result['wall_s'] > 1.5
 
 
+def test_measure_finds_workers_forked_by_a_warm_process():
+  # As pipeline.warm_workers runs them: a ``serve`` process forks the
+  # workers, which keep its command line; it is not a worker itself.
+  serve = ('import os, time\n'
+           'for _ in range(2):\n'
+           '  if os.fork() == 0:\n'
+           '    x = bytearray(64 << 20); time.sleep(1.5); os._exit(0)\n'
+           'os.wait(); os.wait()\n')
+  result = run.measure([sys.executable, '-c', serve, run.WARM_MODULE,
+                        'serve'])
+  assert result['workers'] == 2
+  assert result['processes'] == 3
+  assert result['peak_worker_rss_mb'] > 64 > result['peak_main_rss_mb']
+
+
 def test_measure_without_workers_counts_the_process_itself():
   result = run.measure([sys.executable, '-c',
                         'import time; x = bytearray(64 << 20); time.sleep(0.5)'])

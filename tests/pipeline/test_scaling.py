@@ -13,9 +13,30 @@ def plan(argv, size, cores=2, **kwargs):
                       **kwargs)
 
 
-def test_small_local_input_stays_in_process():
-  p = plan([], machine.MIN_PARALLEL_BYTES - 1)
+@pytest.mark.parametrize('warm', [False, True])
+def test_small_local_input_stays_in_process(warm):
+  per_worker = (machine.WARM_WORKER_BYTES if warm
+                else machine.COLD_WORKER_BYTES)
+  p = plan([], 2 * per_worker - 1, warm=warm)
   assert (p.workers, p.flags, p.tf_threads, p.rebalance) == (1, [], 0, False)
+
+
+@pytest.mark.parametrize('warm', [False, True])
+@pytest.mark.parametrize('cores', [2, 3, 8, 64])
+@pytest.mark.parametrize('mib', [0, 1, 7, 8, 9, 15, 16, 17, 40, 100, 1000])
+def test_local_workers_grow_with_the_input_up_to_the_cores(mib, cores, warm):
+  """One worker process per 4 MiB (warm) or 8 MiB (cold), at most one per
+  core, two at least: else the job stays in this process."""
+  per_worker = 4 if warm else 8
+  p = plan([], mib * MB, cores=cores, warm=warm)
+  expected = min(cores, mib // per_worker)
+  if expected < 2:
+    assert (p.workers, p.flags, p.in_process) == (1, [], True)
+  else:
+    assert p.workers == expected and not p.in_process
+    assert p.flags == ['--direct_running_mode', 'multi_processing',
+                       '--direct_num_workers', str(expected)]
+    assert p.tf_threads == max(1, cores // expected)
 
 
 @pytest.mark.parametrize('cores', [2, 4, 16])

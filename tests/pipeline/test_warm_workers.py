@@ -128,7 +128,7 @@ def _running(pid: int) -> bool:
     return False
 
 
-BIG = 17 << 20  # over pipeline.machine.MIN_PARALLEL_BYTES
+BIG = 17 << 20  # two workers' worth (pipeline.machine), and more
 
 
 @pytest.fixture
@@ -182,8 +182,10 @@ def test_early_start_follows_the_input_size(big_input, tmp_path,
   argv = ['--input', big_input, '--model', trained_bundle.path, '--output',
           str(tmp_path / 'out')]
   warm_workers.start_early(argv)
-  taken = warm_workers.take_early(cores, model=trained_bundle.path,
-                                  tf_threads=1, scoring_function='auto')
+  workers = min(cores, BIG // machine.WARM_WORKER_BYTES)
+  taken = warm_workers.take_early(workers, model=trained_bundle.path,
+                                  tf_threads=max(1, cores // workers),
+                                  scoring_function='auto')
   try:
     assert (taken is not None) == (cores > 1)
   finally:
