@@ -388,8 +388,10 @@ def _work(listener: socket.socket, model: str, tf_threads: int,
   conn.sendall(_ACCEPTED)
   # The client is the process Beam waits on: if it goes, so does this one.
   _exit_when_closed(conn.fileno(), 1)
-  os.environ.clear()
-  os.environ.update({str(k): str(v) for k, v in env.items()})
+  # The runner's addresses and options, as Beam's worker reads them. Only
+  # set, never cleared: TensorFlow's threads are running now.
+  os.environ.update({str(k): str(v) for k, v in env.items()
+                     if os.environ.get(str(k)) != str(v)})
   from apache_beam.runners.worker import sdk_worker_main  # pylint: disable=import-outside-toplevel
   status = 1
   try:
