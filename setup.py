@@ -49,7 +49,7 @@ setuptools.setup(
     entry_points={
         # Namespaced only: a bare `import` would shadow ImageMagick's tool.
         'console_scripts': [
-            'ja-doc-score = pipeline.score:cli',
+            'ja-doc-score = pipeline.console_scripts:score',
             'ja-doc-train = model.train:cli',
             'ja-doc-import = model.import_keras:cli',
         ],

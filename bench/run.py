@@ -135,7 +135,11 @@ class _RssSampler(threading.Thread):
       self.peak_total = max(self.peak_total, sum(sizes.values()))
       for p, size in sizes.items():
         if SDK_WORKER_MODULE not in self.commands.get(p, []):
-          self.commands[p] = _cmdline(p)  # Again: it may not have exec'd yet.
+          # Again: it may not have exec'd yet. An exited process (a zombie)
+          # reads as empty: keep what it read while it ran.
+          command = _cmdline(p)
+          if any(command):
+            self.commands[p] = command
         if p not in self.parents:
           self.parents[p] = _parent(p)
         self.peaks[p] = max(self.peaks.get(p, 0), size)

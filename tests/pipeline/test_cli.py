@@ -70,7 +70,7 @@ def test_only_namespaced_console_scripts_are_declared():
   [entry_points] = [k.value for k in call.keywords if k.arg == 'entry_points']
   scripts = ast.literal_eval(entry_points)['console_scripts']
   declared = dict(s.replace(' ', '').split('=') for s in scripts)
-  assert declared == {'ja-doc-score': 'pipeline.score:cli',
+  assert declared == {'ja-doc-score': 'pipeline.console_scripts:score',
                       'ja-doc-train': 'model.train:cli',
                       'ja-doc-import': 'model.import_keras:cli'}
   import importlib

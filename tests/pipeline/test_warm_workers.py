@@ -68,18 +68,14 @@ def test_a_job_runs_in_the_processes_the_warm_one_forked(tmp_path,
   assert not os.path.exists(warm.socket_path)
 
 
-@pytest.mark.parametrize('warm_count', [0, 1])
-def test_workers_without_a_warm_process_start_cold(tmp_path, trained_bundle,
-                                                   warm_count):
+def test_workers_without_a_warm_process_start_cold(tmp_path, trained_bundle):
   """More workers than warm processes: the rest run Beam's own worker."""
-  warm = warm_workers.start(warm_count, model=trained_bundle.path)
+  warm = warm_workers.start(1, model=trained_bundle.path)
   try:
     rows = _run_job(warm, 2, tmp_path)
   finally:
     warm.close()
   assert sorted(r[0] for r in rows) == list(range(60))
-  if warm_count == 0:  # Each worker is a client that became Beam's worker.
-    assert warm.processes[0].pid not in {r[2] for r in rows}
   assert _exited(warm.processes[0])
 
 
@@ -204,3 +200,36 @@ def test_early_workers_that_do_not_fit_the_plan_are_stopped(tmp_path,
   assert warm_workers.take_early(2, model=trained_bundle.path, tf_threads=1,
                                  scoring_function='signature') is None
   assert _exited(early[1].processes[0])
+
+
+_ENTRY = r'''
+import sys
+from pipeline import warm_workers
+
+def record(argv):
+  print({'argv': argv, 'beam_imported': 'apache_beam' in sys.modules})
+  sys.exit(0)
+
+warm_workers.start_early = record
+sys.argv = ['ja-doc-score', '--input', 'x.jsonl']
+{call}
+'''
+
+
+@pytest.mark.parametrize('call', [
+    "import runpy; runpy.run_module('pipeline.score', run_name='__main__')",
+    'from pipeline import console_scripts; console_scripts.score()',
+])
+def test_both_entry_points_start_workers_before_importing_beam(call):
+  """``python -m pipeline.score`` and ``ja-doc-score`` start the warm workers
+  before Beam's import (2 s), with the command line as typed."""
+  import ast
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))))
+  out = subprocess.run([sys.executable, '-c', _ENTRY.replace('{call}', call)],
+                       cwd=root, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr
+  report = ast.literal_eval(out.stdout.strip().splitlines()[-1])
+  assert report == {'argv': ['--input', 'x.jsonl'], 'beam_imported': False}

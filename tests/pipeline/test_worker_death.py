@@ -3,13 +3,13 @@
 ``python -m pipeline.score`` runs as a subprocess on the DirectRunner with two
 worker processes and on the portable runner with an external worker pool.
 The test kills one SDK worker process (found through ``/proc``; on the
-DirectRunner started warm by `pipeline.warm_workers` or cold by Beam) either while
-it scores or right after it started, before its first bundle. The run must
-then fail within a bounded time with one ``error:`` line, leaving no
-``scores-*``/``errors-*`` shard and no ``beam-temp-*`` folder behind, or
-complete with every record. A rerun into the same directory writes the
-complete output. Every subprocess has a hard timeout, so a hang fails the
-test instead of stalling CI.
+DirectRunner started warm by `pipeline.warm_workers` or cold by Beam)
+either while it scores or right after it started, before its first
+bundle. The run must then fail within a bounded time with one ``error:``
+line, leaving no ``scores-*``/``errors-*`` shard and no ``beam-temp-*``
+folder behind, or complete with every record. A rerun into the same
+directory writes the complete output. Every subprocess has a hard timeout,
+so a hang fails the test instead of stalling CI.
 """
 
 import glob
@@ -214,12 +214,11 @@ def _killed_while_scoring_then_rerun(tmp_path, corpus, bundle, flags, find,
   _assert_complete(outdir, ids, bad)
 
 
-@pytest.mark.parametrize('start', sorted(STARTS))
-def test_direct_worker_killed_while_scoring(tmp_path, corpus, trained_bundle,
-                                            start):
+def test_direct_worker_killed_while_scoring(tmp_path, corpus, trained_bundle):
+  """With warm workers (the default); Beam's own worker processes die the
+  same way before their first bundle, below."""
   _killed_while_scoring_then_rerun(tmp_path, corpus, trained_bundle.path,
-                                   MULTI_PROCESS + STARTS[start],
-                                   _direct_workers(start))
+                                   MULTI_PROCESS, _direct_workers('warm'))
 
 
 def test_warm_workers_client_killed_while_scoring(tmp_path, corpus,
