@@ -44,8 +44,13 @@ pytestmark = pytest.mark.skipif(not os.path.isdir('/proc'),
                                 reason='finds worker processes in /proc')
 
 
-def _descendants(root: int) -> list[tuple[int, bytes]]:
+def _descendants(root: int) -> list[tuple[int, list[bytes]]]:
   """``(pid, command line)`` of every process below ``root``."""
+  return [(pid, argv) for pid, _, argv in _tree(root)]
+
+
+def _tree(root: int) -> list[tuple[int, int, list[bytes]]]:
+  """``(pid, parent pid, command line)`` of every process below ``root``."""
   table = {}
   for name in os.listdir('/proc'):
     if name.isdigit():
@@ -62,7 +67,7 @@ def _descendants(root: int) -> list[tuple[int, bytes]]:
     for pid, (ppid, argv) in table.items():
       if ppid == parent:
         todo.append(pid)
-        found.append((pid, argv))
+        found.append((pid, ppid, argv))
   return found
 
 
@@ -76,21 +81,13 @@ def _python_workers(root: int, mark: bytes) -> list[int]:
 def _warm(root: int, role: bytes) -> list[int]:
   """`pipeline.warm_workers` processes below ``root``: the SDK workers the
   warm process forked (``serve`` below ``serve``), or Beam's clients."""
-  found = _descendants(root)
-  serving = {pid for pid, argv in found
+  found = _tree(root)
+  serving = {pid for pid, _, argv in found
              if WARM_MARK in argv and WARM_SERVE in argv}
   if role == WARM_SERVE:
-    parents = {pid: _parent(pid) for pid in serving}
-    return [pid for pid in serving if parents[pid] in serving]
-  return [pid for pid, argv in found if WARM_MARK in argv and role in argv]
-
-
-def _parent(pid: int) -> int:
-  try:
-    with open(f'/proc/{pid}/stat', 'rb') as f:
-      return int(f.read().rsplit(b')', 1)[1].split()[1])
-  except (OSError, IndexError, ValueError):
-    return 0
+    return [pid for pid, ppid, _ in found
+            if pid in serving and ppid in serving]
+  return [pid for pid, _, argv in found if WARM_MARK in argv and role in argv]
 
 
 def _direct_workers(start: str, role: bytes = WARM_SERVE):
