@@ -27,6 +27,7 @@ exits when its client goes away, and when the launcher does.
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -448,6 +449,7 @@ def _end(status: int) -> None:
 
 
 def _run_cold() -> None:
+  signal.signal(signal.SIGINT, signal.SIG_DFL)  # As Beam starts its worker.
   os.execv(sys.executable, [sys.executable, '-m', SDK_WORKER_MAIN])
 
 
@@ -486,6 +488,10 @@ def connect(path: str) -> int:
 
 def main(argv: Optional[list[str]] = None) -> int:
   import argparse  # pylint: disable=import-outside-toplevel
+  # Ctrl-C reaches the terminal's whole process group: the launcher handles
+  # it and stops the job, and these processes end with it (their stdin or
+  # their client's connection closes), without a traceback of their own.
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
   parser = argparse.ArgumentParser(
       prog=f'python -m {MODULE}',
       description='A Beam SDK worker process started ahead of its job '
