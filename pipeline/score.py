@@ -670,20 +670,18 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
                                    allow_empty=args.allow_empty_input)
   check_output(args.output)
   argv = list(sys.argv[1:] if argv is None else argv)
+  warm_wanted = args.warm_workers == 'auto' and warm_workers.supported()
   try:
     plan = scaling.plan(options, argv, size=total_bytes,
                         tf_threads=args.tf_threads,
                         split_bytes=args.split_bytes,
-                        rebalance=args.rebalance,
-                        warm=args.warm_workers == 'auto' and
-                        warm_workers.supported())
+                        rebalance=args.rebalance, warm=warm_wanted)
   except ValueError as e:
     raise UsageError(str(e)) from e
   if plan.flags and test_pipeline is None:
     options = PipelineOptions(argv + plan.flags)
   warm = None
-  if (test_pipeline is None and args.warm_workers == 'auto' and
-      warm_workers.supported() and scaling.is_local(options) and
+  if (test_pipeline is None and warm_wanted and scaling.is_local(options) and
       not plan.in_process and plan.workers):
     # Started first: they import and load while this process builds the job.
     settings = {'model': args.model, 'tf_threads': plan.tf_threads,

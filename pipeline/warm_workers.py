@@ -8,10 +8,11 @@ loads the model (about 7 s more) before it reads its first document. The
 second core idles through the launcher's part. Here the workers start first:
 
 * `start` (in the launcher, as soon as the plan says "worker processes")
-  starts one ``python -m pipeline.warm_workers serve`` process per worker.
-  Each imports the SDK harness, TensorFlow and this package, sizes
-  TensorFlow's threads and loads and probes the bundle, then waits on a Unix
-  socket that the launcher opened and handed down to all of them.
+  starts one ``python -m pipeline.warm_workers serve`` process. It imports
+  the SDK harness, TensorFlow (import only: its runtime starts after the
+  fork) and this package, then forks one process per worker; each sizes
+  TensorFlow's threads, loads and probes the bundle and waits on a Unix
+  socket that the launcher opened and handed down.
 * `WarmWorkers.runner` is Beam's FnApiRunner (what the DirectRunner runs)
   with one change: its worker command is ``python -m pipeline.warm_workers
   connect SOCKET``. That small client sends its environment (the runner's
@@ -36,7 +37,9 @@ import threading
 import traceback
 from typing import Any, Optional
 
-# Beam's SDK worker entry point (what the DirectRunner starts otherwise).
+# Beam's SDK worker entry point (what the DirectRunner starts otherwise; also
+# `model.process_exit.SDK_WORKER_MAIN`, which the client cannot import: the
+# `model` package imports Beam).
 SDK_WORKER_MAIN = 'apache_beam.runners.worker.sdk_worker_main'
 MODULE = 'pipeline.warm_workers'
 _SOCKET_NAME = 'workers.sock'
@@ -48,26 +51,26 @@ ACCEPT_TIMEOUT_SECS = 300.0
 
 
 class WarmWorkers:
-  """Warm SDK worker processes and the socket their clients reach them by.
+  """The warm process (with the workers it forks) and the socket their
+  clients reach them by.
 
   Args:
-    processes: the started ``serve`` processes.
+    process: the started ``serve`` process, its stdin and stderr piped.
     socket_path: the Unix socket the clients connect to.
   """
-  def __init__(self, processes: list[subprocess.Popen], socket_path: str):
-    self.processes = processes
+  def __init__(self, process: subprocess.Popen, socket_path: str):
+    self.process = process
     self.socket_path = socket_path
     self._held: Optional[list[bytes]] = []
     self._lock = threading.Lock()
-    self._relays = [threading.Thread(target=self._relay, args=(p.stderr,),
-                                     name='warm-worker-stderr', daemon=True)
-                    for p in processes if p.stderr is not None]
-    for relay in self._relays:
-      relay.start()
+    self._relay_thread = threading.Thread(target=self._relay,
+                                          name='warm-worker-stderr',
+                                          daemon=True)
+    self._relay_thread.start()
 
-  def _relay(self, stream) -> None:
-    """Copies a warm process's stderr, line by line, to this one's."""
-    for line in iter(stream.readline, b''):
+  def _relay(self) -> None:
+    """Copies the warm processes' stderr, line by line, to this one's."""
+    for line in iter(self.process.stderr.readline, b''):
       with self._lock:
         if self._held is not None:
           self._held.append(line)
@@ -122,20 +125,16 @@ class WarmWorkers:
 
   def close(self, wait_secs: float = 10.0) -> None:
     """Stops the warm processes that are left and removes the socket."""
-    for process in self.processes:
-      if process.stdin is not None:
-        try:
-          process.stdin.close()  # A warm process exits on this EOF.
-        except OSError:
-          pass
-    for process in self.processes:
-      try:
-        process.wait(wait_secs)
-      except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    for relay in self._relays:
-      relay.join(wait_secs)
+    try:
+      self.process.stdin.close()  # The warm processes exit on this EOF.
+    except OSError:
+      pass
+    try:
+      self.process.wait(wait_secs)
+    except subprocess.TimeoutExpired:
+      self.process.kill()
+      self.process.wait()
+    self._relay_thread.join(wait_secs)
     self.forward_stderr()
     try:
       os.remove(self.socket_path)
@@ -170,7 +169,7 @@ def _quote(text: str) -> str:
 
 def start(workers: int, *, model: str, tf_threads: int = 0,
           scoring_function: str = 'auto') -> WarmWorkers:
-  """Starts ``workers`` warm SDK worker processes for a job on ``model``.
+  """Starts the warm process that forks ``workers`` SDK worker processes.
 
   Args:
     workers: how many worker processes the job runs.
@@ -184,22 +183,21 @@ def start(workers: int, *, model: str, tf_threads: int = 0,
   directory = tempfile.mkdtemp(prefix='ja-doc-score-workers-')
   path = os.path.join(directory, _SOCKET_NAME)
   listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-  processes = []
   try:
     listener.bind(path)
     listener.listen(max(8, workers))
     fd = listener.fileno()
-    processes.append(subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, '-m', MODULE, 'serve', '--socket_fd', str(fd),
          '--workers', str(workers), '--model', model,
          '--tf_threads', str(tf_threads),
          '--scoring_function', scoring_function],
-        stdin=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(fd,)))
+        stdin=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(fd,))
   finally:
     # Only the warm processes hold the socket now: once each has taken its
     # client, or died, a connection is refused and the client starts cold.
     listener.close()
-  return WarmWorkers(processes, path)
+  return WarmWorkers(process, path)
 
 
 # Started before Beam is imported, from the command line as typed.
@@ -260,12 +258,12 @@ def start_early(argv: list[str]) -> None:
     workers, in_process = local_workers(
         mode or 'in_memory', int(number or 1), chosen=chosen,
         size=0 if chosen else _local_size(pattern), cores=cores, warm=True)
+    if in_process:
+      return
     tf_threads = local_tf_threads(int(_flag(argv, 'tf_threads') or -1),
-                                  1 if in_process else workers, cores)
+                                  workers, cores)
   except ValueError:
     return  # A malformed number: the command's parser says so.
-  if in_process:
-    return
   key = (workers, model, tf_threads, _flag(argv, 'scoring_function') or 'auto')
   _early = (key, start(workers, model=model, tf_threads=tf_threads,
                        scoring_function=key[3]))

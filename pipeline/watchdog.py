@@ -35,6 +35,7 @@ from apache_beam.options.pipeline_options import (PipelineOptions,
 from apache_beam.runners.runner import PipelineResult
 
 from model.storage import remove_tree
+from pipeline import warm_workers
 from pipeline.writers import ERRORS_PREFIX, SCORES_PREFIX
 
 _LOGGER = logging.getLogger(__name__)
@@ -46,8 +47,8 @@ _WORKER_THREAD = 'run_worker'
 _CLOSED_CHANNEL = 'Channel closed prematurely'
 # Command-line marks of an SDK worker process started by the DirectRunner:
 # Beam's own, or `pipeline.warm_workers` (its clients and warm processes).
-_WORKER_MARKS = (b'apache_beam.runners.worker.sdk_worker_main',
-                 b'pipeline.warm_workers')
+_WORKER_MARKS = (warm_workers.SDK_WORKER_MAIN.encode(),
+                 warm_workers.MODULE.encode())
 # The job's output shards, earlier names included (``errors-*``).
 OUTPUT_SHARDS = (f'{SCORES_PREFIX}-*-of-*', f'{ERRORS_PREFIX}-*-of-*',
                  'errors-*-of-*')

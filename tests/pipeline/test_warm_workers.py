@@ -14,19 +14,15 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import machine, warm_workers
+from tests import procs
 
 pytestmark = pytest.mark.skipif(not os.path.isdir('/proc'),
                                 reason='reads parent pids from /proc')
 
 
-def _parent(pid: int) -> int:
-  with open(f'/proc/{pid}/stat', 'rb') as f:
-    return int(f.read().rsplit(b')', 1)[1].split()[1])
-
-
 def _where(x):
   """Which process handled ``x``, and its parent."""
-  return json.dumps([x, os.getpid(), _parent(os.getpid())])
+  return json.dumps([x, os.getpid(), procs.parent(os.getpid())])
 
 
 def _run_job(warm, workers: int, tmp_path, n: int = 60):
@@ -61,10 +57,10 @@ def test_a_job_runs_in_the_processes_the_warm_one_forked(tmp_path,
   finally:
     warm.close()
   assert sorted(r[0] for r in rows) == list(range(60))
-  zygote = warm.processes[0].pid
+  zygote = warm.process.pid
   assert {r[2] for r in rows} == {zygote}, rows  # forked by the warm process
   assert zygote not in {r[1] for r in rows}
-  assert warm.processes[0].poll() is not None
+  assert warm.process.poll() is not None
   assert not os.path.exists(warm.socket_path)
 
 
@@ -76,14 +72,14 @@ def test_workers_without_a_warm_process_start_cold(tmp_path, trained_bundle):
   finally:
     warm.close()
   assert sorted(r[0] for r in rows) == list(range(60))
-  assert _exited(warm.processes[0])
+  assert _exited(warm.process)
 
 
 def test_a_warm_process_that_no_job_took_ends_when_closed(trained_bundle):
   warm = warm_workers.start(2, model=trained_bundle.path)
   started = time.monotonic()
   warm.close()
-  assert warm.processes[0].poll() is not None
+  assert warm.process.poll() is not None
   assert time.monotonic() - started < 15
   assert not os.path.exists(os.path.dirname(warm.socket_path))
 
@@ -92,36 +88,22 @@ def test_a_warm_process_ends_with_its_launcher(tmp_path, trained_bundle):
   """Its stdin is a pipe from the launcher: at its end, the warm process and
   its forks exit (nothing outlives a killed launcher)."""
   warm = warm_workers.start(2, model=trained_bundle.path)
-  zygote = warm.processes[0]
+  zygote = warm.process
   deadline = time.monotonic() + 120
   forks = []
   while time.monotonic() < deadline and len(forks) < 2:
     forks = [int(pid) for pid in os.listdir('/proc') if pid.isdigit()
-             and _safe_parent(int(pid)) == zygote.pid]
+             and procs.parent(int(pid)) == zygote.pid]
     time.sleep(0.1)
   assert len(forks) == 2
   zygote.stdin.close()  # As when the launcher dies.
   assert _exited(zygote)
   deadline = time.monotonic() + 30
-  while time.monotonic() < deadline and any(_running(p) for p in forks):
+  while time.monotonic() < deadline and any(procs.alive(p) for p in forks):
     time.sleep(0.1)
-  assert not any(_running(p) for p in forks)
+  assert not any(procs.alive(p) for p in forks)
   warm.close()
 
-
-def _safe_parent(pid: int) -> int:
-  try:
-    return _parent(pid)
-  except (OSError, IndexError, ValueError):
-    return 0
-
-
-def _running(pid: int) -> bool:
-  try:
-    with open(f'/proc/{pid}/stat', 'rb') as f:
-      return f.read().rsplit(b')', 1)[1].split()[0] not in (b'Z', b'X')
-  except OSError:
-    return False
 
 
 BIG = 17 << 20  # two workers' worth (pipeline.machine), and more
@@ -199,7 +181,7 @@ def test_early_workers_that_do_not_fit_the_plan_are_stopped(tmp_path,
   assert early is not None
   assert warm_workers.take_early(2, model=trained_bundle.path, tf_threads=1,
                                  scoring_function='signature') is None
-  assert _exited(early[1].processes[0])
+  assert _exited(early[1].process)
 
 
 _ENTRY = r'''

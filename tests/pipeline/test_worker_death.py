@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from tests import services
+from tests import procs, services
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -124,14 +124,6 @@ def _start(input_path, bundle, outdir, flags) -> subprocess.Popen:
       text=True)
 
 
-def _alive(pid: int) -> bool:
-  try:
-    with open(f'/proc/{pid}/stat', 'rb') as f:
-      return f.read().rsplit(b')', 1)[1].split()[0] not in (b'Z', b'X')
-  except OSError:
-    return False
-
-
 def _kill_a_worker(proc, root: int, find, when,
                    limit: float = HARD_TIMEOUT) -> list[int]:
   """SIGKILLs one new SDK worker below ``root`` once ``when()`` holds.
@@ -201,7 +193,7 @@ def _killed_while_scoring_then_rerun(tmp_path, corpus, bundle, flags, find,
   workers = _kill_a_worker(proc, root or proc.pid, find,
                            lambda: _scoring(outdir))
   rc, _, err = _finish(proc)
-  assert not [pid for pid in workers if _alive(pid)]  # none left running
+  assert not [pid for pid in workers if procs.alive(pid)]  # none left running
   if rc == 0:  # The job may complete without the worker: then in full.
     _assert_complete(outdir, ids, bad)
   else:
@@ -241,7 +233,7 @@ def test_direct_worker_killed_before_its_first_bundle(tmp_path, corpus,
   workers = _kill_a_worker(proc, proc.pid, _direct_workers(start),
                            lambda: True)
   rc, _, err = _finish(proc)
-  assert not [pid for pid in workers if _alive(pid)]  # none left running
+  assert not [pid for pid in workers if procs.alive(pid)]  # none left running
   if start == 'warm' and rc == 0:
     _assert_complete(outdir, ids, bad)
     return
