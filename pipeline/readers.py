@@ -403,16 +403,24 @@ class PlanRanges(beam.DoFn):
       self._ranges.inc()
       yield whole._replace(encoding=encoding)
       return
-    # n ranges of equal size (none over split_bytes): a remainder range
-    # would make ranges unequal, and runners that deal ranges by count
-    # (the DirectRunner) would give one worker more bytes than another.
-    n = math.ceil(size / self._split_bytes)
-    step = math.ceil(size / n)
-    self._ranges.inc(n)
-    for i in range(n):
-      start = i * step
+    bounds = byte_ranges(size, self._split_bytes)
+    self._ranges.inc(len(bounds))
+    for start, stop in bounds:
       yield beam.pvalue.TaggedOutput(self.BLOCKS, FileRange(
-          path, fmt, start, min(size, start + step), 0))
+          path, fmt, start, stop, 0))
+
+
+def byte_ranges(size: int, split_bytes: int) -> list[tuple[int, int]]:
+  """Cuts ``size`` bytes into ``(start, stop)`` ranges of about equal size.
+
+  As few ranges as keep each within ``split_bytes``, all of one size but the
+  last (shorter by less than the number of ranges): a remainder range would
+  make ranges unequal, and runners that deal ranges by count (the
+  DirectRunner) would give one worker more bytes than another.
+  """
+  n = math.ceil(size / split_bytes)
+  step = math.ceil(size / n)
+  return [(i * step, min(size, (i + 1) * step)) for i in range(n)]
 
 
 def count_newlines(block: FileRange) -> tuple[str, tuple[int, int, bool]]:

@@ -19,8 +19,9 @@ Three settings decide whether a second core helps:
   clusters the default is TensorFlow's own (every core it sees); set
   ``--tf_threads`` to a TaskManager's cores divided by its SDK processes.
 * **Range size** (``--split_bytes``): the DirectRunner deals ranges to its
-  workers round robin, once; several ranges per worker keep the deal even
-  when documents differ in length.
+  workers round robin, once; a count of ranges that the workers divide
+  (`local_split_bytes`: 16 a worker from one file) keeps the deal even, and
+  several ranges per worker even out documents of different lengths.
 
 And ``--rebalance``: a shuffle of the documents after reading evens out
 skewed ranges on runners whose shuffle lives outside the workers (Dataflow,
@@ -42,8 +43,8 @@ from pipeline.readers import DEFAULT_SPLIT_BYTES
 
 _LOGGER = logging.getLogger(__name__)
 
-MIN_SPLIT_BYTES = 1 << 20
-RANGES_PER_WORKER = 8
+MIN_SPLIT_BYTES = 256 << 10
+RANGES_PER_WORKER = 16
 
 
 def input_bytes(pattern: str) -> int:
@@ -53,6 +54,29 @@ def input_bytes(pattern: str) -> int:
   except Exception:  # pylint: disable=broad-except
     return 0
   return sum(m.size_in_bytes for m in matched)
+
+
+def local_split_bytes(size: int, workers: int) -> int:
+  """The range size that cuts ``size`` bytes into a multiple of ``workers``.
+
+  The DirectRunner deals ranges to its worker processes round robin, once,
+  so a file cut into one range more than a multiple of the workers leaves
+  one worker a range more to score while the others wait (17 ranges on 2
+  workers: 9 against 8, 12% more). A file of ``size`` bytes is cut into
+  ``workers * k`` ranges: ``k`` is `RANGES_PER_WORKER`, fewer where ranges
+  would fall under `MIN_SPLIT_BYTES` (one at least), more where they would
+  exceed the reader's default (64 MiB). Several ranges per worker also even
+  out documents of different costs, and inputs of several files whose
+  ranges cannot all be equal.
+
+  Args:
+    size: the input's size in bytes (positive).
+    workers: the local worker processes (positive).
+  """
+  per_worker = min(RANGES_PER_WORKER, size // (workers * MIN_SPLIT_BYTES))
+  per_worker = max(1, per_worker,
+                   -(-size // (workers * DEFAULT_SPLIT_BYTES)))
+  return -(-size // (workers * per_worker))
 
 
 def is_local(options: PipelineOptions) -> bool:
@@ -142,8 +166,7 @@ def plan(options: PipelineOptions, argv: Sequence[str], *,
   if not split_bytes:
     split_bytes = DEFAULT_SPLIT_BYTES
     if local and workers > 1 and size:
-      split_bytes = min(DEFAULT_SPLIT_BYTES, max(
-          MIN_SPLIT_BYTES, size // (workers * RANGES_PER_WORKER)))
+      split_bytes = local_split_bytes(size, workers)
   if rebalance not in ('auto', 'always', 'never'):
     raise ValueError(f'--rebalance must be auto, always or never; received '
                      f'{rebalance!r}.')

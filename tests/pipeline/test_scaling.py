@@ -2,8 +2,10 @@
 
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
+from hypothesis import given, strategies as st
 
 from pipeline import machine, scaling
+from pipeline.readers import DEFAULT_SPLIT_BYTES, byte_ranges
 
 MB = 1 << 20
 
@@ -48,6 +50,32 @@ def test_large_local_input_uses_one_process_per_core(cores):
   assert p.workers == cores and p.tf_threads == 1 and not p.rebalance
   assert scaling.MIN_SPLIT_BYTES <= p.split_bytes <= 64 * MB
   assert size // p.split_bytes >= cores * 2  # several ranges per worker
+
+
+@given(workers=st.integers(2, 256), data=st.data())
+def test_one_file_is_cut_into_a_multiple_of_the_workers(workers, data):
+  """The DirectRunner deals ranges round robin: every worker gets as many."""
+  size = data.draw(st.integers(workers * scaling.MIN_SPLIT_BYTES, 1 << 44))
+  split = scaling.local_split_bytes(size, workers)
+  ranges = len(byte_ranges(size, split))
+  assert ranges % workers == 0
+  assert split <= DEFAULT_SPLIT_BYTES
+  per_worker = ranges // workers
+  if size >= workers * scaling.RANGES_PER_WORKER * DEFAULT_SPLIT_BYTES:
+    assert per_worker >= scaling.RANGES_PER_WORKER  # Capped at 64 MiB.
+  elif size >= workers * scaling.RANGES_PER_WORKER * scaling.MIN_SPLIT_BYTES:
+    assert per_worker == scaling.RANGES_PER_WORKER
+  else:
+    assert 1 <= per_worker < scaling.RANGES_PER_WORKER
+    assert split >= scaling.MIN_SPLIT_BYTES or per_worker == 1
+
+
+@pytest.mark.parametrize('size', [70556700, 17465918, 16 * MB + 1, 1000 * MB])
+def test_the_plan_gives_two_workers_as_many_ranges_each(size):
+  """70,556,700 bytes used to be cut into 17 ranges: 9 for one worker."""
+  p = plan([], size, warm=True)
+  assert p.workers == 2
+  assert len(byte_ranges(size, p.split_bytes)) == 2 * scaling.RANGES_PER_WORKER
 
 
 def test_one_core_never_spawns_workers():
