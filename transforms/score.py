@@ -28,7 +28,8 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from model.bundle import load_bundle
 from transforms.batching import DEFAULT_BUFFER_TOKENS, SortByLength
-from transforms.handler import DEFAULT_BATCH_TOKENS, BundleModelHandler
+from transforms.handler import (DEFAULT_BATCH_TOKENS, BundleModelHandler,
+                                set_tf_threads)
 from transforms.metrics import NAMESPACE
 from transforms.records import (SCORES_AS, ExtractText, error_record,
                                 score_field_names, score_field_types,
@@ -203,6 +204,11 @@ class ScoreDocuments(beam.PTransform):
     if not isinstance(text_field, str) or not text_field:
       raise ValueError(
           f'text_field must be a field name; received {text_field!r}.')
+    if validate and probe_model:
+      # The probe starts TensorFlow's runtime, whose thread pools cannot be
+      # sized after; where this process also scores (an in-process run),
+      # they are sized first.
+      set_tf_threads(tf_threads)
     bundle = load_bundle(bundle_path, check_model=validate,
                          probe_model=probe_model)
     if validate:

@@ -1,5 +1,8 @@
 """ScoreDocuments and its steps, run with TestPipeline and assert_that."""
 
+import subprocess
+import sys
+
 import apache_beam as beam
 import numpy as np
 import pytest
@@ -265,3 +268,21 @@ def test_scores_with_a_bundle_on_a_remote_filesystem(trained_bundle):
             | beam.Flatten() | beam.combiners.Count.PerElement()
             | beam.Map(lambda kv: kv[1]))
     assert_that(both, equal_to([2, 2]), label='SameRecords')
+
+
+def test_tf_threads_are_sized_before_the_probe_starts_tensorflow(
+    trained_bundle):
+  """An in-process job probes the model as it is built: the threads asked
+  for must be set first, or TensorFlow keeps its default (every core)."""
+  script = (
+      'import sys\n'
+      'from transforms import ScoreDocuments\n'
+      'ScoreDocuments(sys.argv[1], tf_threads=3)\n'
+      'import tensorflow as tf\n'
+      'print(tf.config.threading.get_intra_op_parallelism_threads(),\n'
+      '      tf.config.threading.get_inter_op_parallelism_threads())\n')
+  done = subprocess.run([sys.executable, '-c', script, trained_bundle.path],
+                        capture_output=True, text=True, timeout=120,
+                        check=False)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.split() == ['3', '3']
