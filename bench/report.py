@@ -85,6 +85,7 @@ def write_report(rows: list[dict[str, Any]], corpora: dict[str, dict],
     machine: a line describing the machine.
     command: the command line that produced the rows.
   """
+  rounds = max((len(r.get('round_seconds') or ()) for r in rows), default=1)
   lines = [
       '# Benchmark results', '',
       f'Machine: {machine}. One run of `{command}`. Every variant is one '
@@ -92,7 +93,10 @@ def write_report(rows: list[dict[str, Any]], corpora: dict[str, dict],
       f'reading, MeCab, inference, writing), on the same documents; the '
       f'floors time only their own work. Start-up is the same command\'s wall '
       f'time on the tiny corpus; steady state is documents / (wall - '
-      f'start-up).', '',
+      f'start-up).' + (
+          f' Each row is the median of {rounds} rounds, each of which ran '
+          f'every measurement once, in the same order.' if rounds > 1
+          else ''), '',
       'Corpora (MeCab tokens per document):', '',
       '| corpus | documents | MB | tokens | median | p90 | p99 | over 8000 |',
       '|---|---|---|---|---|---|---|---|',
@@ -143,6 +147,14 @@ def write_report(rows: list[dict[str, Any]], corpora: dict[str, dict],
   return text
 
 
+def _round_ratios(one: dict[str, Any], two: dict[str, Any]) -> str:
+  """``one``'s time over ``two``'s in each round (same documents), if known."""
+  a, b = one.get('round_seconds'), two.get('round_seconds')
+  if not a or not b or len(a) != len(b):
+    return ''
+  return ', '.join(f'{x / y:.2f}x' for x, y in zip(a, b))
+
+
 def target_lines(rows: list[dict[str, Any]]) -> list[str]:
   """The issue's targets, computed from one run's derived rows."""
   at = {(r['variant'], r['docs'], r['files']): r for r in rows}
@@ -158,9 +170,11 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
         target = (f'target >= {SCALING_TARGET}x' if docs >= LARGE_DOCS else
                   f'target >= {SCALING_TARGET}x applies from {LARGE_DOCS} '
                   f'documents')
+        rounds = _round_ratios(one, two)
         out.append(f'(a) 2 workers / 1 worker, {docs} documents from {n} '
                    f'file(s): {_f(whole, ".2f", "x")} whole process, '
-                   f'{_f(steady, ".2f", "x") or "n/a"} steady state ({target})')
+                   f'{_f(steady, ".2f", "x") or "n/a"} steady state ({target})'
+                   + (f'; round by round {rounds}' if rounds else ''))
   for docs in sizes:  # (b) the default against the classic script.
     ours = at.get(('ours_default', docs, 1))
     if ours and ours['ratio'] is not None:

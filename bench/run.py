@@ -29,6 +29,12 @@ it picks for the large input); steady-state documents/s is documents /
 over the process and its children, and each process's own peak. Scores are
 compared with the classic script's. Results go to ``results.md``,
 ``results.json`` and ``throughput.png`` under ``--results``.
+
+``--repeat N`` runs N rounds, each running every measurement once in the
+same order (start-ups included), and keeps each measurement's median run.
+The machines this was built on vary by 10 to 20 % over minutes, and a round
+puts the runs that a ratio compares minutes apart, not a whole variant's
+repeats apart; the report also gives target (a) round by round.
 """
 
 import argparse
@@ -283,12 +289,22 @@ def default_flags(pattern: str) -> list[str]:
   return scaling.plan(PipelineOptions([]), [], pattern=pattern).flags
 
 
-def _median_run(repeat: int, run) -> dict[str, Any]:
-  """Runs ``run()`` ``repeat`` times; the run with the median time."""
-  runs = sorted((run() for _ in range(repeat)), key=lambda r: r['seconds'])
-  chosen = runs[(len(runs) - 1) // 2]
-  if repeat > 1:
-    chosen['all_seconds'] = [r['seconds'] for r in runs]
+def _median_of_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+  """The run with the median time (the lower middle one of an even count).
+
+  With several rounds it also carries ``round_seconds`` and
+  ``round_startup_s``, round by round; its ``startup_s`` is then the median
+  start-up, ``max_diff`` the largest over the rounds.
+  """
+  chosen = dict(sorted(runs, key=lambda r: r['seconds'])[(len(runs) - 1) // 2])
+  if len(runs) > 1:
+    chosen['round_seconds'] = [r['seconds'] for r in runs]
+    startups = [r['startup_s'] for r in runs]
+    chosen['round_startup_s'] = startups
+    if None not in startups:
+      chosen['startup_s'] = sorted(startups)[(len(startups) - 1) // 2]
+    diffs = [r['max_diff'] for r in runs if r['max_diff'] is not None]
+    chosen['max_diff'] = max(diffs) if diffs else None
   return chosen
 
 
@@ -336,7 +352,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       help='documents of the start-up corpus (0: no start-up '
                       'runs, no steady state)')
   parser.add_argument('--repeat', type=int, default=1,
-                      help='runs of each measurement; the median is kept')
+                      help='rounds, each running every measurement once; '
+                      'the median run of each is kept')
   parser.add_argument('--workdir', default='bench/work')
   parser.add_argument('--results', default='bench/results')
   parser.add_argument('--seed', type=int, default=0)
@@ -378,9 +395,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   paths = make_classic_model(inputs[(sizes[0], 1)], workdir, args.seed)
   _LOGGER.info('model: %s', paths)
 
-  startups: dict[tuple[str, int, str], float] = {}
+  # Start-up runs: one per command and round, in that round.
+  startups: dict[tuple[str, int, str], list[float]] = {}
 
-  def startup(variant: str, files: int, flags: list[str]) -> Optional[float]:
+  def startup(variant: str, files: int, flags: list[str],
+              round_no: int) -> Optional[float]:
     """The wall time of ``variant``'s command on the start-up corpus."""
     if not startup_docs or variant in FLOORS:
       return None
@@ -388,52 +407,54 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # plan picks is the start-up of the variant given those flags.
     key = (('pipeline.score', files, shlex.join(SCORE_FLAGS[variant] + flags))
            if variant in SCORE_FLAGS else (f'bench.variants {variant}', 1, ''))
-    if key not in startups:
+    seconds = startups.setdefault(key, [])
+    if len(seconds) <= round_no:
       out = os.path.join(workdir, f'startup_{variant}_{files}f')
       if variant in SCORE_FLAGS:
-        r = _median_run(args.repeat, lambda: run_score(
-            variant, inputs[(startup_docs, files)], paths['bundle'], out,
-            read_texts(inputs[(startup_docs, 1)])[0], flags))
+        r = run_score(variant, inputs[(startup_docs, files)], paths['bundle'],
+                      out, read_texts(inputs[(startup_docs, 1)])[0], flags)
       else:
-        r = _median_run(args.repeat, lambda: run_inhouse(
-            variant, inputs[(startup_docs, 1)], paths, out))
-      startups[key] = r['seconds']
+        r = run_inhouse(variant, inputs[(startup_docs, 1)], paths, out)
+      seconds.append(r['seconds'])
       _LOGGER.info('  start-up of %s from %d file(s) %s: %.2f s', key[0],
                    files, key[2], r['seconds'])
-    return startups[key]
+    return seconds[round_no]
 
-  rows = []
-  for docs in sizes:
-    ids, _ = read_texts(inputs[(docs, 1)])
-    for variant in variants:
-      if variant == 'beam_stock' and docs != sizes[0]:
-        continue  # Stock RunInference holds rows padded to 8000: GBs.
-      for files in file_counts if variant in SCORE_FLAGS else [1]:
-        out = os.path.join(workdir, f'{variant}_{docs}_{files}f')
-        if variant in SCORE_FLAGS:
-          pattern = inputs[(docs, files)]
-          flags = (default_flags(pattern) if variant == 'ours_default'
-                   else [])
-          r = _median_run(args.repeat, lambda: run_score(
-              variant, pattern, paths['bundle'], out, ids))
-          r['startup_s'] = startup(variant, files, flags)
-        else:
-          r = _median_run(args.repeat, lambda: run_inhouse(
-              variant, inputs[(docs, 1)], paths, out))
-          r['startup_s'] = startup(variant, 1, [])
-        for key in ('stdout', 'stderr'):
-          r.pop(key)
-        r.update(variant=variant, docs=docs, files=files,
-                 max_diff=(0.0 if variant == 'classic' else _max_diff(
-                     out, os.path.join(workdir, f'classic_{docs}_1f'))))
-        rows.append(report.derive([r])[0])
-        _LOGGER.info(
-            '%s, %d documents, %d file(s), %s worker(s): %.1f s (start-up '
-            '%s s): %.1f docs/s, steady %s docs/s; peak RSS %.0f MB; max '
-            'abs diff %s', variant, docs, files, r['workers'], r['seconds'],
-            _fmt(r['startup_s']), r['docs_per_s'],
-            _fmt(r['steady_docs_per_s']), r['peak_rss_mb'],
-            _fmt(r['max_diff'], '.1e'))
+  # Rounds: each runs every measurement once, in the same order, so that a
+  # slow spell of the machine falls on all variants alike.
+  measured: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
+  for round_no in range(args.repeat):
+    if args.repeat > 1:
+      _LOGGER.info('round %d of %d', round_no + 1, args.repeat)
+    for docs in sizes:
+      ids, _ = read_texts(inputs[(docs, 1)])
+      for variant in variants:
+        if variant == 'beam_stock' and docs != sizes[0]:
+          continue  # Stock RunInference holds rows padded to 8000: GBs.
+        for files in file_counts if variant in SCORE_FLAGS else [1]:
+          out = os.path.join(workdir, f'{variant}_{docs}_{files}f')
+          if variant in SCORE_FLAGS:
+            pattern = inputs[(docs, files)]
+            flags = (default_flags(pattern) if variant == 'ours_default'
+                     else [])
+            r = run_score(variant, pattern, paths['bundle'], out, ids)
+            r['startup_s'] = startup(variant, files, flags, round_no)
+          else:
+            r = run_inhouse(variant, inputs[(docs, 1)], paths, out)
+            r['startup_s'] = startup(variant, 1, [], round_no)
+          for key in ('stdout', 'stderr'):
+            r.pop(key)
+          r.update(variant=variant, docs=docs, files=files,
+                   max_diff=(0.0 if variant == 'classic' else _max_diff(
+                       out, os.path.join(workdir, f'classic_{docs}_1f'))))
+          measured.setdefault((variant, docs, files), []).append(r)
+          _LOGGER.info(
+              '%s, %d documents, %d file(s), %s worker(s): %.1f s (start-up '
+              '%s s); peak RSS %.0f MB; max abs diff %s', variant, docs, files,
+              r['workers'], r['seconds'], _fmt(r['startup_s']),
+              r['peak_rss_mb'], _fmt(r['max_diff'], '.1e'))
+  rows = [report.derive([_median_of_rounds(runs)])[0]
+          for runs in measured.values()]
   report.derive(rows)  # Now with the ratios against the classic script.
   command = 'python -m bench.run ' + shlex.join(argv)
   machine = _machine()

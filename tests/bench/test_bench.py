@@ -216,6 +216,7 @@ def test_report_shows_scaling_speedup_steady_state_and_per_worker(tmp_path):
   with open(tmp_path / 'results.md', encoding='utf-8') as f:
     assert f.read() == text
   assert '`python -m bench.run --docs 2000,8000`' in text
+  assert 'median of' not in text  # One round.
   assert '| 2000 | 2000 | 2.0 | 1 | 750 |' in text
   # The main table: wall, start-up, docs/s, steady docs/s...
   assert '| ours_2w | 8000 | 1 | 2 | 20.0 | 8.0 | 400.0 | 666.7 |' in text
@@ -232,6 +233,42 @@ def test_report_shows_scaling_speedup_steady_state_and_per_worker(tmp_path):
   assert '8000 documents: 5.00x' in text and '(target >= 5x)' in text
   assert ('scores at 8000 documents: largest absolute difference from the '
           'classic script over 6 runs 0.00e+00') in text
+
+
+@settings(max_examples=60, deadline=None)
+@given(seconds=st.lists(st.floats(1, 1000), min_size=1, max_size=7),
+       data=st.data())
+def test_median_of_rounds_keeps_the_median_run_and_every_round(seconds, data):
+  startups = data.draw(st.lists(st.floats(1, 30), min_size=len(seconds),
+                                max_size=len(seconds)))
+  runs = [{'seconds': s, 'startup_s': u, 'max_diff': i * 1e-7, 'round': i}
+          for i, (s, u) in enumerate(zip(seconds, startups))]
+  chosen = run._median_of_rounds(runs)  # pylint: disable=protected-access
+  order = sorted(seconds)
+  assert chosen['seconds'] == order[(len(order) - 1) // 2]
+  assert runs[chosen['round']]['seconds'] == chosen['seconds']
+  if len(runs) == 1:
+    assert 'round_seconds' not in chosen and chosen['startup_s'] == startups[0]
+  else:
+    assert chosen['round_seconds'] == seconds  # In round order.
+    assert chosen['round_startup_s'] == startups
+    assert chosen['startup_s'] == sorted(startups)[(len(startups) - 1) // 2]
+    assert chosen['max_diff'] == (len(runs) - 1) * 1e-7
+  assert runs[chosen['round']] is not chosen  # The runs are left as they were.
+
+
+def test_report_gives_target_a_round_by_round(tmp_path):
+  rows = _rows()
+  for r in rows:
+    if r['variant'] in ('ours_1w', 'ours_2w') and r['files'] == 1:
+      r['round_seconds'] = ([36.0, 35.0, 30.0] if r['variant'] == 'ours_1w'
+                            else [20.0, 20.0, 20.0])
+  text = report.write_report(rows, {}, str(tmp_path), 'test machine')
+  assert 'Each row is the median of 3 rounds' in text
+  assert ('8000 documents from 1 file(s): 1.75x whole process, 2.50x steady '
+          'state (target >= 1.7x); round by round 1.80x, 1.75x, 1.50x') in text
+  assert 'from 8 file(s): 1.76x whole process, 2.00x steady state (target ' \
+      '>= 1.7x)\n' in text
 
 
 def test_plot_handles_every_variant_and_missing_values(tmp_path):
