@@ -65,9 +65,11 @@ def local_split_bytes(size: int, workers: int) -> int:
   workers: 9 against 8, 12% more). A file of ``size`` bytes is cut into
   ``workers * k`` ranges: ``k`` is `RANGES_PER_WORKER`, fewer where ranges
   would fall under `MIN_SPLIT_BYTES` (one at least), more where they would
-  exceed the reader's default (64 MiB). Several ranges per worker also even
-  out documents of different costs, and inputs of several files whose
-  ranges cannot all be equal.
+  exceed the reader's default (64 MiB). A file under ``workers *
+  MIN_SPLIT_BYTES`` is cut into ranges of `MIN_SPLIT_BYTES` (read whole
+  below that): not worth more. Several ranges per worker also even out
+  documents of different costs, and inputs of several files whose ranges
+  cannot all be equal.
 
   Args:
     size: the input's size in bytes (positive).
@@ -76,7 +78,7 @@ def local_split_bytes(size: int, workers: int) -> int:
   per_worker = min(RANGES_PER_WORKER, size // (workers * MIN_SPLIT_BYTES))
   per_worker = max(1, per_worker,
                    -(-size // (workers * DEFAULT_SPLIT_BYTES)))
-  return -(-size // (workers * per_worker))
+  return max(MIN_SPLIT_BYTES, -(-size // (workers * per_worker)))
 
 
 def is_local(options: PipelineOptions) -> bool:

@@ -67,7 +67,15 @@ def test_one_file_is_cut_into_a_multiple_of_the_workers(workers, data):
     assert per_worker == scaling.RANGES_PER_WORKER
   else:
     assert 1 <= per_worker < scaling.RANGES_PER_WORKER
-    assert split >= scaling.MIN_SPLIT_BYTES or per_worker == 1
+  assert split >= scaling.MIN_SPLIT_BYTES
+
+
+@pytest.mark.parametrize('workers', [2, 3, 64])
+@pytest.mark.parametrize('size', [1, 1000, 255 << 10, 256 << 10])
+def test_a_file_under_the_smallest_range_is_read_whole(size, workers):
+  split = scaling.local_split_bytes(size, workers)
+  assert split == scaling.MIN_SPLIT_BYTES
+  assert len(byte_ranges(size, split)) == 1
 
 
 @pytest.mark.parametrize('size', [70556700, 17465918, 16 * MB + 1, 1000 * MB])
