@@ -308,6 +308,20 @@ def _median_of_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
   return chosen
 
 
+def forget_classic_scores(workdir: str) -> list[str]:
+  """Removes the classic script's saved scores from ``workdir``.
+
+  Scores are compared with the classic script's only when both come from
+  the same model, which each run rebuilds; a run without the ``classic``
+  variant then reports no difference rather than one against another model.
+  Returns the removed paths.
+  """
+  removed = sorted(glob.glob(os.path.join(workdir, 'classic_*_1f.*')))
+  for path in removed:
+    os.remove(path)
+  return removed
+
+
 def _max_diff(out: str, reference: str) -> Optional[float]:
   if not os.path.exists(out + '.npy') or not os.path.exists(reference + '.npy'):
     return None
@@ -393,6 +407,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         inputs[(docs, n)] = split_corpus(
             path, n, os.path.join(workdir, f'corpus_{docs}_{n}files'))
   paths = make_classic_model(inputs[(sizes[0], 1)], workdir, args.seed)
+  # The model was just rebuilt (from this run's smallest corpus): the classic
+  # script's scores from an earlier run are another model's.
+  forget_classic_scores(workdir)
   _LOGGER.info('model: %s', paths)
 
   # Start-up runs: one per command and round, in that round.

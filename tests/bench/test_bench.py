@@ -170,6 +170,20 @@ def test_cli_refuses_bad_arguments_before_any_work(tmp_path, argv, capsys):
   assert not os.path.exists(tmp_path / 'w')
 
 
+def test_a_rebuilt_model_forgets_the_classic_scores_of_the_last(tmp_path):
+  kept = ['corpus_8000.jsonl', 'ours_1w_8000_1f.npy', 'classic.h5',
+          'bundle']
+  stale = ['classic_2000_1f.npy', 'classic_2000_1f.ids', 'classic_8000_1f.json']
+  for name in kept + stale:
+    (tmp_path / name).write_text('x', 'utf-8')
+  removed = run.forget_classic_scores(str(tmp_path))
+  assert sorted(os.path.basename(p) for p in removed) == sorted(stale)
+  assert sorted(os.listdir(tmp_path)) == sorted(kept)
+  # Without the reference, a run reports no difference.
+  assert run._max_diff(str(tmp_path / 'ours_1w_8000_1f'),  # pylint: disable=protected-access
+                       str(tmp_path / 'classic_8000_1f')) is None
+
+
 def _rows():
   """One made-up run: 2 sizes, the scorer from 1 and 8 files."""
   spec = [  # variant, docs, files, workers, seconds, start-up
