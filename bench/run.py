@@ -470,9 +470,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               '%s s); peak RSS %.0f MB; max abs diff %s', variant, docs, files,
               r['workers'], r['seconds'], _fmt(r['startup_s']),
               r['peak_rss_mb'], _fmt(r['max_diff'], '.1e'))
-  rows = [report.derive([_median_of_rounds(runs)])[0]
-          for runs in measured.values()]
-  report.derive(rows)  # Now with the ratios against the classic script.
+  rows = report.derive([_median_of_rounds(runs) for runs in measured.values()])
   command = 'python -m bench.run ' + shlex.join(argv)
   machine = _machine()
   with open(os.path.join(results, 'results.json'), 'w', encoding='utf-8') as f:
