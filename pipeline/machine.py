@@ -18,10 +18,11 @@ from typing import Optional
 #   they were 1.15x to 1.35x one worker, whole process: 8 MiB a worker (two
 #   from 16 MiB) keeps a margin;
 # * started warm (`pipeline.warm_workers`), two worker processes started in
-#   7.7 to 9.8 s, against 9.4 to 10.1 s for one in-process worker (two runs):
-#   they pay at any size here. 4 MiB a worker (about 480 of the benchmark's documents,
-#   3 s of one worker's scoring) keeps small jobs in one process (one model
-#   in memory, 1 GB) and bounds the processes on machines with many cores.
+#   7.7 to 10.3 s, against 8.7 to 10.2 s for one in-process worker (three
+#   runs, one of them of 3 rounds): at least as fast, so they pay at any size
+#   here. 4 MiB a worker (about 480 of the benchmark's documents, 3 s of one
+#   worker's scoring) keeps small jobs in one process (one model in memory,
+#   1 GB) and bounds the processes on machines with many cores.
 COLD_WORKER_BYTES = 8 << 20
 WARM_WORKER_BYTES = 4 << 20
 # What --runner names the local DirectRunner (None: no --runner).

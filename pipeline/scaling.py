@@ -9,8 +9,8 @@ Three settings decide whether a second core helps:
   process per 4 MiB of input (8 MiB where they start cold), up to one per
   core, from two on (`pipeline.machine`): each worker imports Beam and
   TensorFlow and loads the model. Started warm (`pipeline.warm_workers`,
-  the default on Linux), two workers start up faster than one in-process run
-  on two cores; started cold by Beam, 1.5 to 2.3 s slower.
+  the default on Linux), two workers start up at least as fast as one
+  in-process run on two cores; started cold by Beam, 1.5 to 2.3 s slower.
   ``--direct_num_workers 1`` still forces one worker.
 * **TensorFlow's threads per process** (``--tf_threads``): by default each
   local worker gets its share of the cores, so two workers on two cores do
