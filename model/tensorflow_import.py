@@ -13,13 +13,23 @@ the module as absent for the duration of the import skips it. The mark is
 removed afterwards: ``tf.keras`` and ``import keras`` still work later, they
 just load Keras when first used. When Keras is already loaded (a process that
 trains or imports a model) nothing is changed.
+
+Python's cyclic garbage collector is paused for the import as well. The
+import creates some 200,000 objects that live as long as the process, and
+each time the collector's thresholds trip it walks all that have piled up so
+far: on the project's 2-core machine the import took 5.1 to 5.5 s with the
+collector running and 3.6 to 3.8 s with it paused (after Beam's import, two
+runs each). Nothing is leaked: the collector resumes afterwards and collects
+whatever cycles the import left.
 """
 
+import contextlib
+import gc
 import logging
 import sys
 import threading
 from types import ModuleType
-from typing import Optional
+from typing import Iterator, Optional
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -29,6 +39,21 @@ _LOCK = threading.Lock()
 # The module once imported: callers on hot paths (one TFRecord example per
 # record) then take no lock.
 _imported: Optional[ModuleType] = None
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+  """Pauses Python's cyclic garbage collector for the block (for imports).
+
+  Restores the collector's state afterwards, so blocks may nest.
+  """
+  enabled = gc.isenabled()
+  gc.disable()
+  try:
+    yield
+  finally:
+    if enabled:
+      gc.enable()
 
 
 def import_tensorflow() -> ModuleType:
@@ -49,7 +74,8 @@ def import_tensorflow() -> ModuleType:
     for name in blocked:
       sys.modules[name] = None  # type: ignore[assignment]
     try:
-      import tensorflow as tf  # pylint: disable=import-outside-toplevel
+      with collector_paused():
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
     finally:
       for name in blocked:
         if name in sys.modules and sys.modules[name] is None:
