@@ -13,8 +13,11 @@ from typing import NoReturn
 
 
 def score() -> NoReturn:
-  """``ja-doc-score``: `pipeline.score.cli` with warm workers started first."""
-  from pipeline import warm_workers  # pylint: disable=import-outside-toplevel
+  """``ja-doc-score``: `pipeline.score.cli` with warm workers started first
+  (and the garbage collector paused while it imports, `pipeline.startup`)."""
+  # pylint: disable=import-outside-toplevel
+  from pipeline import startup, warm_workers
   warm_workers.start_early(sys.argv[1:])
+  startup.pause_collector()  # Until the job is built.
   from pipeline import score as command  # pylint: disable=import-outside-toplevel
   command.cli()

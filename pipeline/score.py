@@ -34,9 +34,11 @@ import sys  # isort: skip
 
 if __name__ == '__main__':
   # Before any other import (Beam's takes 2 s): local worker processes start
-  # warming now.
+  # warming now, and the garbage collector waits until the job is built.
   from pipeline import warm_workers as _warm_workers  # isort: skip
   _warm_workers.start_early(sys.argv[1:])
+  from pipeline import startup as _startup  # isort: skip
+  _startup.pause_collector()
 
 # Then: model.console drops Beam's notices before Beam is imported.
 from model import console  # isort: skip
@@ -65,8 +67,8 @@ from apache_beam.runners.runner import PipelineState
 
 from model import process_exit, storage
 from model.bundle import MANIFEST, BundleError
-from pipeline import (job_servers, kept, progress, scaling, warm_workers,
-                      watchdog)
+from pipeline import (job_servers, kept, progress, scaling, startup,
+                      warm_workers, watchdog)
 from pipeline.readers import INPUT_FORMATS, ReadCorpus, format_from_extension
 from pipeline.writers import (ERRORS_PREFIX, OUTPUT_FORMATS, SCORES_AS,
                               SCORES_PREFIX, SUMMARY_NAME, WriteErrors,
@@ -737,6 +739,10 @@ def _check_build_and_run(args, options, plan, files, total_bytes, started,
   else:
     pipeline = beam.Pipeline(options=options)
   build(pipeline, args, scorer, plan)
+  # Paused by the command line's entry points (`pipeline.startup`) while
+  # they imported Beam and, in this process or not, TensorFlow, loaded the
+  # model and built the job: all of which stays until the process ends.
+  startup.resume_collector(freeze=True)
   with _progress(args.progress_secs, total_bytes or None) as reporter:
     result = _run_pipeline(pipeline, args, reporter)
   result.summary = {

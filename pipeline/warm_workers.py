@@ -26,6 +26,7 @@ started) runs ``sdk_worker_main`` itself, as Beam would have. A warm process
 exits when its client goes away, and when the launcher does.
 """
 
+import gc
 import json
 import os
 import signal
@@ -36,6 +37,8 @@ import tempfile
 import threading
 import traceback
 from typing import Any, Optional
+
+from pipeline import startup
 
 # Beam's SDK worker entry point (what the DirectRunner starts otherwise; also
 # `model.process_exit.SDK_WORKER_MAIN`, which the client cannot import: the
@@ -412,16 +415,24 @@ def serve(socket_fd: int, workers: int, model: str, tf_threads: int,
   """
   _exit_when_closed(0, 1)  # The launcher went away.
   listener = socket.socket(fileno=socket_fd)
+  # Python's recipe for forking without exec: the collector paused from the
+  # start (`pipeline.startup`), the objects so far frozen before the fork and
+  # the collector resumed in each child. The children's collections then
+  # skip (and do not write to, so do not copy) the several hundred thousand
+  # objects the imports made.
+  startup.pause_collector()
   try:
     _import_worker_modules()
   except Exception:  # pylint: disable=broad-except
     # The clients start cold, and meet (and report) the same problem.
     listener.close()
     return 1
+  gc.freeze()
   children = []
   for _ in range(workers):
     pid = os.fork()
     if pid == 0:
+      startup.resume_collector()
       status = 1
       try:
         status = _work(listener, model, tf_threads, scoring_function)

@@ -64,6 +64,35 @@ def test_a_job_runs_in_the_processes_the_warm_one_forked(tmp_path,
   assert not os.path.exists(warm.socket_path)
 
 
+def _collector(x):
+  """The collector's state in the worker process that handles ``x``."""
+  import gc  # pylint: disable=import-outside-toplevel
+  return json.dumps([x, gc.isenabled(), gc.get_freeze_count()])
+
+
+def test_forked_workers_collect_and_skip_what_the_warm_process_made(
+    tmp_path, trained_bundle):
+  """Python's recipe for fork without exec: the warm process imports with
+  the collector paused and freezes before it forks; each worker resumes it."""
+  warm = warm_workers.start(2, model=trained_bundle.path, tf_threads=1)
+  try:
+    runner = warm.runner(PipelineOptions(['--direct_num_workers', '2']))
+    with beam.Pipeline(runner=runner, options=runner.options) as p:
+      _ = (p | 'Create' >> beam.Create(range(20))
+           | 'Spread' >> beam.Reshuffle()
+           | 'Collector' >> beam.Map(_collector)
+           | 'Write' >> beam.io.WriteToText(str(tmp_path / 'gc')))
+  finally:
+    warm.close()
+  rows = []
+  for name in os.listdir(tmp_path):
+    with open(tmp_path / name, encoding='utf-8') as f:
+      rows += [json.loads(line) for line in f]
+  assert sorted(r[0] for r in rows) == list(range(20))
+  # Beam's and TensorFlow's modules, frozen in the warm process.
+  assert all(r[1] and r[2] > 100_000 for r in rows), rows
+
+
 def test_workers_without_a_warm_process_start_cold(tmp_path, trained_bundle):
   """More workers than warm processes: the rest run Beam's own worker."""
   warm = warm_workers.start(1, model=trained_bundle.path)
