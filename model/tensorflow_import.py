@@ -17,8 +17,8 @@ trains or imports a model) nothing is changed.
 Python's cyclic garbage collector is paused for the import as well. The
 import creates some 200,000 objects that live as long as the process, and
 each time the collector's thresholds trip it walks all that have piled up so
-far: on the project's 2-core machine the import took 5.1 to 5.5 s with the
-collector running and 3.6 to 3.8 s with it paused (after Beam's import, two
+far: on the project's 2-core machine the import took 4.9 to 5.5 s with the
+collector running and 3.6 to 3.8 s with it paused (after Beam's import, four
 runs each). Nothing is leaked: the collector resumes afterwards and collects
 whatever cycles the import left.
 """
