@@ -21,9 +21,10 @@ from typing import Optional
 #   7.7 to 10.3 s, against 8.7 to 10.2 s for one in-process worker (three
 #   runs, one of them of 3 rounds), and in 5.9 to 8.1 s against 6.5 to 8.3 s
 #   (3 rounds) once the collector waited during imports (`pipeline.startup`):
-#   at least as fast, so they pay at any size here. 4 MiB a worker (about 480 of the benchmark's documents, 3 s of one
-#   worker's scoring) keeps small jobs in one process (one model in memory,
-#   1 GB) and bounds the processes on machines with many cores.
+#   at least as fast, so they pay at any size here. 4 MiB a worker (about
+#   480 of the benchmark's documents, 3 s of one worker's scoring) keeps small
+#   jobs in one process (one model in memory, 1 GB) and bounds the processes
+#   on machines with many cores.
 COLD_WORKER_BYTES = 8 << 20
 WARM_WORKER_BYTES = 4 << 20
 # What --runner names the local DirectRunner (None: no --runner).

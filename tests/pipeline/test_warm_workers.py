@@ -25,17 +25,19 @@ def _where(x):
   return json.dumps([x, os.getpid(), procs.parent(os.getpid())])
 
 
-def _run_job(warm, workers: int, tmp_path, n: int = 60):
+def _run_job(warm, workers: int, tmp_path, n: int = 60, fn=_where):
+  """Runs ``fn`` (which returns JSON) on ``0..n-1`` spread over the workers;
+  returns its rows."""
   runner = warm.runner(PipelineOptions(['--direct_num_workers',
                                         str(workers)]))
-  out = str(tmp_path / 'where')
+  out = str(tmp_path / 'rows')
   with beam.Pipeline(runner=runner, options=runner.options) as p:
     _ = (p | 'Create' >> beam.Create(range(n)) | 'Spread' >> beam.Reshuffle()
-         | 'Where' >> beam.Map(_where)
+         | 'Apply' >> beam.Map(fn)
          | 'Write' >> beam.io.WriteToText(out))
   rows = []
   for name in os.listdir(tmp_path):
-    if name.startswith('where'):
+    if name.startswith('rows'):
       with open(tmp_path / name, encoding='utf-8') as f:
         rows += [json.loads(line) for line in f]
   return rows
@@ -76,18 +78,9 @@ def test_forked_workers_collect_and_skip_what_the_warm_process_made(
   the collector paused and freezes before it forks; each worker resumes it."""
   warm = warm_workers.start(2, model=trained_bundle.path, tf_threads=1)
   try:
-    runner = warm.runner(PipelineOptions(['--direct_num_workers', '2']))
-    with beam.Pipeline(runner=runner, options=runner.options) as p:
-      _ = (p | 'Create' >> beam.Create(range(20))
-           | 'Spread' >> beam.Reshuffle()
-           | 'Collector' >> beam.Map(_collector)
-           | 'Write' >> beam.io.WriteToText(str(tmp_path / 'gc')))
+    rows = _run_job(warm, 2, tmp_path, n=20, fn=_collector)
   finally:
     warm.close()
-  rows = []
-  for name in os.listdir(tmp_path):
-    with open(tmp_path / name, encoding='utf-8') as f:
-      rows += [json.loads(line) for line in f]
   assert sorted(r[0] for r in rows) == list(range(20))
   # Beam's and TensorFlow's modules, frozen in the warm process.
   assert all(r[1] and r[2] > 100_000 for r in rows), rows
