@@ -17,9 +17,14 @@ while the job runs. So progress comes two ways:
   answers such queries while running (Dataflow). Portable job services
   (Flink, Spark) are not asked: their result keeps the first answer.
 
-Counts: ``scored`` (documents), ``tokens``, ``errors``, and ``bytes_read``
-(bytes of input read; with the input's total size it gives the percent done
-and the time left, and without it the line leaves them out).
+Counts: ``scored`` (documents), ``tokens``, ``errors``, ``records_read``
+(records the readers produced, documents and unreadable records alike), and
+``bytes_read`` (bytes of input read; with the input's total size it gives
+the percent done and the time left, and without it the line leaves them
+out). Records read show that a job moves before its first documents are
+scored: with worker processes on the DirectRunner, each worker segments its
+ranges and holds the documents in its length-sorting buffer, and scores
+them after its last range.
 """
 
 import json
@@ -120,9 +125,9 @@ def _duration(secs: float) -> str:
 
 def progress_line(counts: dict[str, int], elapsed: float,
                   total_bytes: Optional[int]) -> str:
-  """One progress line: documents, tokens, docs/s, and percent and ETA
-  when both ``bytes_read`` and ``total_bytes`` are known (the ETA from 1%
-  of the input on)."""
+  """One progress line: documents, tokens, docs/s, records read when
+  counted, and percent and ETA when both ``bytes_read`` and
+  ``total_bytes`` are known (the ETA from 1% of the input on)."""
   docs = counts.get('scored', 0)
   detail = f'{counts.get("tokens", 0):,} tokens'
   if counts.get('errors'):
@@ -130,6 +135,8 @@ def progress_line(counts: dict[str, int], elapsed: float,
   rate = docs / elapsed if elapsed > 0 else 0.0
   line = (f'[{_duration(elapsed)}] scored {docs:,} documents ({detail}), '
           f'{rate:,.1f} docs/s')
+  if 'records_read' in counts:
+    line += f', {counts["records_read"]:,} records read'
   read = counts.get('bytes_read')
   if total_bytes and read:
     done = min(read / total_bytes, 1.0)

@@ -766,6 +766,7 @@ class ReadRanges(beam.DoFn):
   def process(self, rng: FileRange) -> Iterator[Any]:
     for item in self._reader.read(rng):
       self._records.inc()
+      progress.tally(records_read=1)
       if isinstance(item, ReadError):
         yield beam.pvalue.TaggedOutput(ERRORS_TAG, item.as_record())
       else:

@@ -82,7 +82,7 @@ _LOGGER = logging.getLogger(__name__)
 _COUNTERS = ('documents', 'tokens', 'unknown_tokens', 'truncated', 'empty',
              'errors', 'read_errors', 'scored', 'padded_tokens',
              'models_loaded', 'models_loaded_lstm', 'models_loaded_signature',
-             'bytes_read')
+             'bytes_read', 'records_read')
 _REQUIRED = ('input', 'model', 'output')
 _PREVIOUS = '_previous'
 # Output files of this command, earlier names included (``errors-*``).

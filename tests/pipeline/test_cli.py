@@ -29,7 +29,8 @@ FOREIGN = re.compile(
 # The command's own stderr lines on a successful run.
 OWN_STDERR = re.compile(
     r'^(Scoring .* on \w+( \(\d+ worker processes\))?|\[\w+\] scored [\d,]+ documents \([\d,]+ tokens'
-    r'(, [\d,]+ errors)?\), [\d,.]+ docs/s(, \d+% of the input read'
+    r'(, [\d,]+ errors)?\), [\d,.]+ docs/s(, [\d,]+ records read)?'
+    r'(, \d+% of the input read'
     r'(, about \w+ left)?)?)$')
 
 
@@ -163,8 +164,14 @@ def test_a_run_prints_only_its_own_lines(inputs, trained_bundle):
   counts = [int(re.search(r'scored ([\d,]+)', l).group(1).replace(',', ''))
             for l in progress_lines]
   assert counts == sorted(counts) and counts[-1] <= 320
+  # Records read run ahead of (or level with) documents scored.
+  for line, scored in zip(progress_lines, counts):
+    read = re.search(r'([\d,]+) records read', line)
+    if read:
+      assert scored <= int(read.group(1).replace(',', '')) <= 320, line
   summary = json.loads((outdir / '_SUMMARY.json').read_text('utf-8'))
   assert summary['counts']['scored'] == 320
+  assert summary['counts']['records_read'] == 320
 
 
 @pytest.mark.parametrize('warm', ['auto', 'off'])

@@ -27,6 +27,18 @@ def test_line_gives_percent_and_time_left_from_bytes():
   assert done.endswith('100% of the input read')
 
 
+def test_line_gives_records_read_when_counted():
+  """Worker processes segment all their ranges before they score: the
+  records read show the job moving while few documents are scored."""
+  line = progress.progress_line(
+      {'scored': 0, 'tokens': 0, 'records_read': 5120, 'bytes_read': 6000},
+      30.0, total_bytes=10_000)
+  assert line == ('[30s] scored 0 documents (0 tokens), 0.0 docs/s, '
+                  '5,120 records read, 60% of the input read, about 20s left')
+  assert 'records read' not in progress.progress_line({'scored': 3}, 1.0,
+                                                      total_bytes=None)
+
+
 @pytest.mark.parametrize('read,estimate', [(1, False), (99, False),
                                            (100, True), (5_000, True)])
 def test_time_left_waits_for_one_percent_of_the_input(read, estimate):
