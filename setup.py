@@ -1,8 +1,9 @@
 """Packaging for the Japanese document scorer.
 
 Also the ``--setup_file`` Beam stages to Dataflow and portable runners: the
-packages ``model``, ``transforms`` and ``pipeline`` reach the workers with
-their dependencies.
+packages ``runtime``, ``model``, ``transforms`` and ``pipeline`` (with their
+sub-packages, found by `find_packages`) reach the workers with their
+dependencies.
 """
 
 import setuptools
@@ -26,6 +27,8 @@ REQUIRED = [
     'unidic-lite>=1.0.8,<2',
     'gensim>=4.3,<5',
     'numpy>=1.26,<3',
+    # The local jobs' worker processes: found, counted and stopped.
+    'psutil>=5.9',
 ]
 
 setuptools.setup(
@@ -33,14 +36,20 @@ setuptools.setup(
     version='0.1.0',
     description='Score Japanese documents at scale with a masked '
     'Embedding->LSTM->Dense Keras model on Apache Beam.',
-    packages=['model', 'transforms', 'pipeline'],
+    packages=setuptools.find_packages(
+        include=['runtime', 'runtime.*', 'model', 'model.*', 'transforms',
+                 'transforms.*', 'pipeline', 'pipeline.*']),
     python_requires='>=3.10',
     install_requires=REQUIRED,
     extras_require={
         # ReadFromCsv and beam.dataframe (pandas): the ETL example and tests.
         'etl': ['apache-beam[dataframe]>=2.77.0,<3'],
+        # Reading the outputs with pandas (pyarrow comes with Beam): the
+        # pandas version Beam's dataframe support works with.
+        'pandas': ['apache-beam[dataframe]>=2.77.0,<3'],
+        # import-linter: the layering contract in .importlinter.
         'test': ['tf-keras>=2.20,<2.22', 'pytest>=8', 'hypothesis>=6.100',
-                 'apache-beam[dataframe]>=2.77.0,<3'],
+                 'apache-beam[dataframe]>=2.77.0,<3', 'import-linter>=2.1'],
         # The benchmark's baseline is the classic tf-keras pipeline; its
         # plot needs matplotlib.
         'bench': ['tf-keras>=2.20,<2.22', 'matplotlib>=3.8'],
@@ -49,9 +58,9 @@ setuptools.setup(
     entry_points={
         # Namespaced only: a bare `import` would shadow ImageMagick's tool.
         'console_scripts': [
-            'ja-doc-score = pipeline.console_scripts:score',
-            'ja-doc-train = model.train:cli',
-            'ja-doc-import = model.import_keras:cli',
+            'ja-doc-score = pipeline.cli.entry_points:score',
+            'ja-doc-train = pipeline.cli.entry_points:train',
+            'ja-doc-import = pipeline.cli.entry_points:import_keras',
         ],
     },
 )

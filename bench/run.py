@@ -17,7 +17,7 @@ whole process:
 * ``ours_1w``, ``ours_2w``, ``ours_default``: ``python -m pipeline.score``
   as users run it, with ``--direct_num_workers 1``, with
   ``--direct_running_mode multi_processing --direct_num_workers 2``, and
-  with no runner flag (`pipeline.scaling` decides); each from one file and
+  with no runner flag (`pipeline.local.scaling` decides); each from one file and
   from the same documents dealt into each ``--files`` count of files;
 * ``floor_mecab`` and ``floor_model``: MeCab alone and the model alone as
   the scorer runs it (their own timers: the least any pipeline could spend).
@@ -25,7 +25,7 @@ whole process:
 Start-up is each command's wall time on a tiny corpus (``--startup_docs``,
 dealt into the same number of files; ``ours_default`` with the runner flags
 it picks for the large input); steady-state documents/s is documents /
-(wall - start-up). Peak RSS is sampled every 50 ms from ``/proc``: the sum
+(wall - start-up). Peak RSS is sampled every 50 ms (psutil): the sum
 over the process and its children, and each process's own peak. Scores are
 compared with the classic script's. Results go to ``results.md``,
 ``results.json`` and ``throughput.png`` under ``--results``.
@@ -52,10 +52,13 @@ import time
 from typing import Any, Optional, Sequence
 
 import numpy as np
+import psutil
 
 from bench import report
 from bench.corpus import MAXLEN, make_corpus, split_corpus
 from bench.variants import make_classic_model, read_texts, save_scores
+from pipeline.local.processes import WARM_WORKERS_MODULE
+from runtime.process_exit import SDK_WORKER_MAIN
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -73,10 +76,10 @@ SCORE_FLAGS = {
 FLOORS = ('floor_mecab', 'floor_model')
 #: The module Beam's DirectRunner runs its worker processes with, in
 #: ``multi_processing`` mode (``python -m ...``, under ``sh -c``).
-SDK_WORKER_MODULE = 'apache_beam.runners.worker.sdk_worker_main'
-#: `pipeline.warm_workers`: one ``serve`` process imports, then forks the
-#: SDK worker processes (which keep its command line).
-WARM_MODULE = 'pipeline.warm_workers'
+SDK_WORKER_MODULE = SDK_WORKER_MAIN
+#: `pipeline.local.warm_workers`: one ``serve`` process imports, then forks
+#: the SDK worker processes (which keep its command line).
+WARM_MODULE = WARM_WORKERS_MODULE
 
 
 def _is_sdk_worker(command: list[str], parent: list[str]) -> bool:
@@ -90,35 +93,32 @@ def _is_sdk_worker(command: list[str], parent: list[str]) -> bool:
 # --- measuring one process ---------------------------------------------------
 
 def process_rss(pid: int) -> dict[int, int]:
-  """Bytes of RSS of ``pid`` and of each of its descendants, from ``/proc``."""
-  page = os.sysconf('SC_PAGE_SIZE')
-  found, stack = {}, [pid]
-  while stack:
-    p = stack.pop()
+  """Bytes of RSS of ``pid`` and of each of its descendants (psutil)."""
+  try:
+    root = psutil.Process(pid)
+    tree = [root] + root.children(recursive=True)
+  except psutil.NoSuchProcess:
+    return {}
+  found = {}
+  for process in tree:
     try:
-      with open(f'/proc/{p}/statm', encoding='ascii') as f:
-        found[p] = int(f.read().split()[1]) * page
-      for task in os.listdir(f'/proc/{p}/task'):
-        with open(f'/proc/{p}/task/{task}/children', encoding='ascii') as f:
-          stack += [int(c) for c in f.read().split()]
-    except (OSError, ValueError):
+      found[process.pid] = process.memory_info().rss
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
       continue  # The process ended between two reads.
   return found
 
 
 def _parent(pid: int) -> int:
   try:
-    with open(f'/proc/{pid}/stat', 'rb') as f:
-      return int(f.read().rsplit(b')', 1)[1].split()[1])
-  except (OSError, IndexError, ValueError):
+    return psutil.Process(pid).ppid()
+  except psutil.NoSuchProcess:
     return 0
 
 
 def _cmdline(pid: int) -> list[str]:
   try:
-    with open(f'/proc/{pid}/cmdline', 'rb') as f:
-      return f.read().decode('utf-8', 'replace').split('\0')
-  except OSError:
+    return psutil.Process(pid).cmdline()
+  except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
     return []
 
 
@@ -282,11 +282,24 @@ def run_inhouse(variant: str, corpus: str, paths: dict[str, str],
 
 
 def default_flags(pattern: str) -> list[str]:
-  """The runner flags `pipeline.scaling` adds for this input, with none given."""
+  """The runner flags `pipeline.local.scaling` adds for this input, with none given."""
   from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
 
-  from pipeline import scaling  # pylint: disable=import-outside-toplevel
+  from pipeline.local import scaling  # pylint: disable=import-outside-toplevel
   return scaling.plan(PipelineOptions([]), [], pattern=pattern).flags
+
+
+def _portable(argv: Sequence[str]) -> list[str]:
+  """The arguments as the results record them: an absolute path becomes
+  relative to the repository (or just its name, outside it), so committed
+  results name no folder of the machine they were made on."""
+  out = []
+  for arg in argv:
+    if os.path.isabs(arg):
+      inside = os.path.commonpath([ROOT, arg]) == ROOT
+      arg = os.path.relpath(arg, ROOT) if inside else os.path.basename(arg)
+    out.append(arg)
+  return out
 
 
 def _median_of_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -471,7 +484,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               r['workers'], r['seconds'], _fmt(r['startup_s']),
               r['peak_rss_mb'], _fmt(r['max_diff'], '.1e'))
   rows = report.derive([_median_of_rounds(runs) for runs in measured.values()])
-  command = 'python -m bench.run ' + shlex.join(argv)
+  command = 'python -m bench.run ' + shlex.join(_portable(argv))
   machine = _machine()
   with open(os.path.join(results, 'results.json'), 'w', encoding='utf-8') as f:
     json.dump({'command': command.strip(), 'machine': machine,

@@ -30,7 +30,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from model import lstm_scorer, storage
-from model.tensorflow_import import import_tensorflow
+from runtime.tensorflow_import import import_tensorflow
 from model.text import PADDING_SIDES, Segmenter, TokenizerConfig, Vocabulary, pad_batch
 
 _LOGGER = logging.getLogger(__name__)
@@ -67,10 +67,16 @@ def default_output_names(n: int) -> list[str]:
   return [f'score_{i}' for i in range(n)]
 
 
-def _package_versions() -> dict[str, str]:
+# The distributions whose versions a bundle's manifest records.
+BUNDLE_PACKAGES = ('apache-beam', 'tensorflow', 'keras', 'mecab-python3',
+                   'unidic-lite', 'gensim', 'numpy')
+
+
+def package_versions(names: Sequence[str] = BUNDLE_PACKAGES
+                     ) -> dict[str, str]:
+  """The installed versions of the distributions ``names`` (those present)."""
   versions = {}
-  for name in ('apache-beam', 'tensorflow', 'keras', 'mecab-python3',
-               'unidic-lite', 'gensim', 'numpy'):
+  for name in names:
     try:
       versions[name] = importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
@@ -515,7 +521,7 @@ def write_bundle(out: str,
         'provenance': {
             'created_at': datetime.datetime.now(
                 datetime.timezone.utc).isoformat(timespec='seconds'),
-            'packages': _package_versions(),
+            'packages': package_versions(),
             **(provenance or {}),
         },
     }

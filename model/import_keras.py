@@ -2,7 +2,7 @@
 
 Usage::
 
-  python -m model.import_keras --model M.keras|M.h5 --tokenizer tokenizer.json \\
+  python -m pipeline.import_keras --model M.keras|M.h5 --tokenizer tokenizer.json \\
       --maxlen 8000 [--padding pre|post] [--truncating pre|post] --out BUNDLE
 
 ``tokenizer.json`` is what Keras ``Tokenizer.to_json()`` writes. The model is
@@ -17,13 +17,14 @@ differ by more than ``--tolerance``.
 import hashlib
 import json
 import logging
+import os
 import sys
-from typing import NoReturn, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
-from model import console, process_exit, storage
-from model.bundle import Bundle, BundleError, write_bundle
+from model import storage
+from model.bundle import Bundle, write_bundle
 from model.network import ModelFileError, build_model, read_keras_file, summarize
 from model.text import (DEFAULT_MECAB_ARGS, KERAS_DEFAULT_FILTERS, Segmenter,
                         TokenizerConfig, Vocabulary, pad_batch, truncate)
@@ -35,7 +36,7 @@ UNMASKED_WARNING = (
     'as input. This is the kind of model that can give every document the '
     'same scores. The bundle is marked fixed-length: scoring pads every '
     'document to exactly maxlen={maxlen}, as in training. Retrain with '
-    'mask_zero=True (python -m model.train) to fix it.')
+    'mask_zero=True (python -m pipeline.train) to fix it.')
 
 
 class ImportRefused(ValueError):
@@ -179,80 +180,10 @@ def import_keras_model(model_path: str,
       check=make_probe_check(model, maxlen, padding, truncating, tolerance))
 
 
-def build_parser() -> console.StrictArgumentParser:
-  """The command line of ``model.import_keras``."""
-  parser = console.StrictArgumentParser(
-      prog=console.prog_name('python -m model.import_keras'),
-      description='Import a classic Keras Embedding->LSTM->Dense scorer and '
-      'its Tokenizer as a bundle.')
-  parser.add_argument('--model', required=True, metavar='MODEL',
-                      help='.keras or .h5 file (required)')
-  parser.add_argument('--tokenizer', required=True, metavar='JSON',
-                      help='JSON written by Keras Tokenizer.to_json() '
-                      '(required)')
-  parser.add_argument('--maxlen', type=console.positive_int, required=True,
-                      help='the pad_sequences maxlen used in training '
-                      '(required)')
-  parser.add_argument('--out', required=True, metavar='BUNDLE',
-                      help='bundle directory to write (required)')
-  parser.add_argument('--overwrite', action='store_true',
-                      help='replace a bundle that exists at --out')
-  parser.add_argument('--padding', choices=('pre', 'post'), default='pre',
-                      help='the pad_sequences padding used in training')
-  parser.add_argument('--truncating', choices=('pre', 'post'), default='pre',
-                      help='the pad_sequences truncating used in training')
-  parser.add_argument('--mecab_args', '--mecab-args', default=DEFAULT_MECAB_ARGS,
-                      help='MeCab arguments used in training (unidic-lite '
-                      'unless -d DICDIR)')
-  parser.add_argument('--output_names', '--output-names', default=None,
-                      help='comma-separated score names (default: score_0, '
-                      'score_1, ...)')
-  parser.add_argument('--tolerance', type=console.non_negative_float,
-                      default=1e-5,
-                      help='largest difference from the original model '
-                      'accepted on the probe batch')
-  console.add_log_level_argument(parser)
-  return parser
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-  """``python -m model.import_keras`` and ``ja-doc-import``; returns the exit
-  status."""
-  argv = list(sys.argv[1:] if argv is None else argv)
-  try:
-    args = build_parser().parse_args(argv)
-  except SystemExit as e:  # usage errors (2) and --help (0)
-    return e.code if isinstance(e.code, int) else 2
-  with console.Console(args.log_level, command=__name__):
-    try:
-      console.check_input_file(args.model, '--model')
-      console.check_input_file(args.tokenizer, '--tokenizer')
-      console.check_bundle_output(args.out, '--out', overwrite=args.overwrite)
-      bundle = import_keras_model(
-          args.model, args.tokenizer, args.out, maxlen=args.maxlen,
-          padding=args.padding, truncating=args.truncating,
-          mecab_args=args.mecab_args,
-          output_names=(args.output_names.split(',')
-                        if args.output_names else None),
-          tolerance=args.tolerance, overwrite=args.overwrite)
-    except console.UsageError as e:
-      return console.fail(str(e))
-    except FileExistsError as e:
-      return console.fail(f'--out: {e} (--overwrite replaces it)')
-    except (ModelFileError, ImportRefused, BundleError, ValueError) as e:
-      return console.fail(str(e))
-  print(f'Wrote bundle {bundle.path}: vocabulary {bundle.vocabulary.size} '
-        f'words, maxlen {bundle.maxlen}, '
-        f'{"masked" if bundle.masked else "FIXED-LENGTH (unmasked)"}, '
-        f'outputs {bundle.output_names}')
-  return 0
-
-
-def cli() -> NoReturn:
-  """The ``ja-doc-import`` console script: `main`, then an exit that skips the
-  interpreter's teardown (`model.process_exit`)."""
-  process_exit.run_command(main)
-
-
 if __name__ == '__main__':
-  cli()
+  # The command is `pipeline.cli.import_model` (``python -m
+  # pipeline.import_keras``, ``ja-doc-import``). The command line typed before
+  # it moved still works: handed over as a new process, since model/ imports
+  # nothing of pipeline/.
+  os.execv(sys.executable,
+           [sys.executable, '-m', 'pipeline.import_keras', *sys.argv[1:]])

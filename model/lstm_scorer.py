@@ -35,7 +35,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from model.tensorflow_import import import_tensorflow
+from runtime.tensorflow_import import import_tensorflow
 
 _LOGGER = logging.getLogger(__name__)
 

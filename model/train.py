@@ -2,7 +2,7 @@
 
 Usage::
 
-  python -m model.train --train DATA.jsonl --out BUNDLE [options]
+  python -m pipeline.train --train DATA.jsonl --out BUNDLE [options]
 
 Input lines are ``{"id": ..., "text": ..., "scores": [8 numbers]}`` (JSONL),
 or a CSV with the columns ``id,text,scores`` where ``scores`` is a JSON list.
@@ -22,19 +22,18 @@ import hashlib
 import io
 import json
 import logging
+import os
 import sys
-import time
-from typing import Any, Iterator, NoReturn, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
-from model import console, process_exit, storage
+from model import storage
 from model.bundle import Bundle, write_bundle
 from model.network import build_model, classic_layers
-from model.text import (DEFAULT_MECAB_ARGS, KERAS_DEFAULT_FILTERS, Segmenter,
-                        TokenizerConfig, Vocabulary, budget_batches, pad_batch,
-                        truncate)
-from model.vectors import VECTOR_FORMATS, embedding_matrix, load_vectors, train_vectors
+from model.text import (DEFAULT_MECAB_ARGS, Segmenter, TokenizerConfig,
+                        Vocabulary, budget_batches, pad_batch, truncate)
+from model.vectors import embedding_matrix, load_vectors, train_vectors
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -264,152 +263,9 @@ def train_bundle(train_path: str,
   return bundle, report
 
 
-def build_parser() -> console.StrictArgumentParser:
-  """The command line of ``model.train``."""
-  p = console.StrictArgumentParser(
-      prog=console.prog_name('python -m model.train'),
-      description='Train a masked Embedding->LSTM->Dense scorer on Japanese '
-      'documents and export it as a bundle.')
-  p.add_argument('--train', required=True, metavar='DATA',
-                 help='training data: JSONL or CSV with id, text, scores '
-                 '(required)')
-  p.add_argument('--out', required=True, metavar='BUNDLE',
-                 help='bundle directory to write (required)')
-  p.add_argument('--overwrite', action='store_true',
-                 help='replace a bundle that exists at --out')
-  p.add_argument('--maxlen', type=console.positive_int, default=8000,
-                 help='longest document in tokens; longer ones are truncated')
-  p.add_argument('--padding', choices=('pre', 'post'), default='pre',
-                 help='padding side, recorded for fixed-length use')
-  p.add_argument('--truncating', choices=('pre', 'post'), default='pre',
-                 help='side cut from documents longer than --maxlen')
-  p.add_argument('--mecab_args', default=DEFAULT_MECAB_ARGS,
-                 help='MeCab arguments; add -d DICDIR for another dictionary')
-  p.add_argument('--filters', default=KERAS_DEFAULT_FILTERS,
-                 help='characters the Keras Tokenizer removes')
-  p.add_argument('--no_lower', action='store_true',
-                 help='keep case (the Tokenizer lowercases by default)')
-  p.add_argument('--split', default=' ', help='Tokenizer word separator')
-  p.add_argument('--char_level', action='store_true',
-                 help='Tokenizer on characters instead of words')
-  p.add_argument('--num_words', type=console.positive_int, default=None,
-                 help='keep only the most frequent words (default: all)')
-  p.add_argument('--oov_token', default=None,
-                 help='id 1 for unknown words (default: unknown words dropped)')
-  p.add_argument('--vectors', default=None,
-                 help='gensim KeyedVectors file (default: train word2vec on '
-                 'the training texts)')
-  p.add_argument('--vectors_format', choices=VECTOR_FORMATS, default='auto',
-                 help='format of --vectors')
-  p.add_argument('--allow_pickle', action='store_true',
-                 help='allow gensim\'s own (pickle) vector format')
-  p.add_argument('--embedding_dim', type=console.positive_int, default=64,
-                 help='word2vec size when no --vectors is given')
-  p.add_argument('--w2v_epochs', type=console.positive_int, default=10,
-                 help='word2vec training epochs')
-  p.add_argument('--units', type=console.positive_int, default=32,
-                 help='LSTM units')
-  p.add_argument('--output_names', default=None,
-                 help='comma-separated names of the scores (default: '
-                 'score_0, score_1, ...)')
-  p.add_argument('--trainable_embedding', action='store_true',
-                 help='fine-tune the word vectors')
-  p.add_argument('--dropout', type=console.non_negative_float, default=0.0,
-                 help='dropout before the output layer')
-  p.add_argument('--no_mask', action='store_true',
-                 help='train WITHOUT mask_zero, padded to maxlen (not advised)')
-  p.add_argument('--epochs', type=console.positive_int, default=20,
-                 help='most training epochs')
-  p.add_argument('--batch_size', type=console.positive_int, default=32,
-                 help='most documents in a training batch')
-  p.add_argument('--batch_tokens', type=console.positive_int, default=65536,
-                 help='token budget of a padded training batch')
-  p.add_argument('--validation_split', type=console.non_negative_float,
-                 default=0.1, help='share of documents held out')
-  p.add_argument('--patience', type=console.non_negative_int, default=3,
-                 help='epochs without improvement before stopping; 0: never '
-                 'stop early')
-  p.add_argument('--learning_rate', type=console.non_negative_float,
-                 default=1e-3, help='Adam learning rate')
-  p.add_argument('--seed', type=int, default=0, help='random seed')
-  console.add_log_level_argument(p)
-  return p
-
-
-def _epoch_lines(epochs: int):
-  """A Keras callback logging one line per epoch."""
-  import keras  # pylint: disable=import-outside-toplevel
-
-  class EpochLines(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-      self._start = time.monotonic()
-
-    def on_epoch_end(self, epoch, logs=None):
-      metrics = ', '.join(f'{k} {v:.5f}' for k, v in (logs or {}).items()
-                          if isinstance(v, (int, float)))
-      _LOGGER.info('Epoch %d/%d: %s (%.1f s)', epoch + 1, epochs, metrics,
-                   time.monotonic() - self._start)
-  return EpochLines()
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-  """``python -m model.train`` and ``ja-doc-train``; returns the exit status."""
-  argv = list(sys.argv[1:] if argv is None else argv)
-  parser = build_parser()
-  try:
-    a = parser.parse_args(argv)
-  except SystemExit as e:  # usage errors (2) and --help (0)
-    return e.code if isinstance(e.code, int) else 2
-  start = time.monotonic()
-  with console.Console(a.log_level, command=__name__):
-    try:
-      console.check_input_file(a.train, '--train')
-      console.check_bundle_output(a.out, '--out', overwrite=a.overwrite)
-      _LOGGER.info('Training on %s into %s', a.train, a.out)
-      tokenizer = TokenizerConfig(
-          filters=a.filters, lower=not a.no_lower, split=a.split,
-          char_level=a.char_level, num_words=a.num_words,
-          oov_token=a.oov_token)
-      bundle, report = train_bundle(
-          a.train, a.out, maxlen=a.maxlen, padding=a.padding,
-          truncating=a.truncating, mecab_args=a.mecab_args,
-          tokenizer=tokenizer, vectors=a.vectors,
-          vectors_format=a.vectors_format, allow_pickle=a.allow_pickle,
-          embedding_dim=a.embedding_dim, w2v_epochs=a.w2v_epochs,
-          units=a.units,
-          output_names=a.output_names.split(',') if a.output_names else None,
-          trainable_embedding=a.trainable_embedding, dropout=a.dropout,
-          mask_zero=not a.no_mask, epochs=a.epochs, batch_size=a.batch_size,
-          batch_tokens=a.batch_tokens, validation_split=a.validation_split,
-          patience=a.patience, learning_rate=a.learning_rate, seed=a.seed,
-          overwrite=a.overwrite, verbose=0,
-          callbacks=[_epoch_lines(a.epochs)])
-    except console.UsageError as e:
-      return console.fail(str(e))
-    except TrainingDataError as e:
-      return console.fail(f'--train: {e}')
-    except FileExistsError as e:
-      return console.fail(f'--out: {e} (--overwrite replaces it)')
-    except ValueError as e:
-      return console.fail(str(e))
-  print(f'Trained {report["epochs_run"]} epochs on {report["documents"]} '
-        f'documents in {time.monotonic() - start:.1f} s.')
-  print(f'Vocabulary: {report["vocabulary_size"]} words, '
-        f'{report["words_with_vectors"]} with a word vector.')
-  if 'validation_mse' in report:
-    print(f'Validation MSE per output ({report["validation_documents"]} '
-          f'documents):')
-    for name, mse in report['validation_mse'].items():
-      print(f'  {name:>12}  {mse:.5f}')
-  print(f'Wrote bundle {bundle.path}')
-  return 0
-
-
-def cli() -> NoReturn:
-  """The ``ja-doc-train`` console script: `main`, then an exit that skips the
-  interpreter's teardown (`model.process_exit`)."""
-  process_exit.run_command(main)
-
-
 if __name__ == '__main__':
-  cli()
+  # The command is `pipeline.cli.train` (``python -m pipeline.train``,
+  # ``ja-doc-train``). The command line typed before it moved still works:
+  # handed over as a new process, since model/ imports nothing of pipeline/.
+  os.execv(sys.executable,
+           [sys.executable, '-m', 'pipeline.train', *sys.argv[1:]])

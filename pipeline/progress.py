@@ -20,11 +20,17 @@ while the job runs. So progress comes two ways:
 Counts: ``scored`` (documents), ``tokens``, ``errors``, ``records_read``
 (records the readers produced, documents and unreadable records alike), and
 ``bytes_read`` (bytes of input read; with the input's total size it gives
-the percent done and the time left, and without it the line leaves them
+the percent read and the time left, and without it the line leaves them
 out). Records read show that a job moves before its first documents are
 scored: with worker processes on the DirectRunner, each worker segments its
 ranges and holds the documents in its length-sorting buffer, and scores
 them after its last range.
+
+The time left counts the work, not the reading (`work_done`): reading a
+document (with its MeCab segmentation, fused into the reading step) is
+`READ_SHARE` of its cost and scoring it the rest, so a run whose workers
+read everything before they score is not called nearly done when its
+reading is.
 """
 
 import json
@@ -33,6 +39,11 @@ import os
 import threading
 import time
 from typing import Callable, Optional
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from transforms.metrics import NAMESPACE
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -112,6 +123,33 @@ def read_counts(directory: str) -> dict[str, int]:
 
 
 _MIN_DONE_FOR_ETA = 0.01
+# The share of a document's cost spent before it is scored: reading it and
+# segmenting it with MeCab, fused into the reading step. Measured by the
+# benchmark's floors (`bench.run`, 16,000 documents, one core): MeCab alone
+# 60.4 s, the model alone 21.3 s, so 60.4 / 81.7.
+READ_SHARE = 0.74
+
+
+def work_done(counts: dict[str, int],
+              total_bytes: Optional[int]) -> Optional[float]:
+  """The share of the run's work done, from 0 to 1; None where unknown.
+
+  Reading counts `READ_SHARE` of it, in proportion to the input's bytes
+  read; scoring counts the rest, in proportion to the documents finished
+  (scored or failed) among those the input holds, estimated from the
+  records read so far and the share of the bytes they came from.
+  """
+  read = counts.get('bytes_read')
+  if not total_bytes or not read:
+    return None
+  read_share = min(read / total_bytes, 1.0)
+  records = counts.get('records_read')
+  if not records:
+    return read_share * READ_SHARE
+  expected = records / read_share
+  finished = counts.get('scored', 0) + counts.get('errors', 0)
+  return (read_share * READ_SHARE +
+          min(finished / expected, 1.0) * (1 - READ_SHARE))
 
 
 def _duration(secs: float) -> str:
@@ -126,8 +164,9 @@ def _duration(secs: float) -> str:
 def progress_line(counts: dict[str, int], elapsed: float,
                   total_bytes: Optional[int]) -> str:
   """One progress line: documents, tokens, docs/s, records read when
-  counted, and percent and ETA when both ``bytes_read`` and
-  ``total_bytes`` are known (the ETA from 1% of the input on)."""
+  counted, and the percent read and the time left when both ``bytes_read``
+  and ``total_bytes`` are known (the time left from 1% of the work on, see
+  `work_done`)."""
   docs = counts.get('scored', 0)
   detail = f'{counts.get("tokens", 0):,} tokens'
   if counts.get('errors'):
@@ -141,10 +180,11 @@ def progress_line(counts: dict[str, int], elapsed: float,
   if total_bytes and read:
     done = min(read / total_bytes, 1.0)
     line += f', {100 * done:.0f}% of the input read'
+    work = work_done(counts, total_bytes)
     # Below 1% the time so far is mostly start-up, and an estimate from it
     # would be off by hours.
-    if _MIN_DONE_FOR_ETA <= done < 1.0:
-      line += f', about {_duration(elapsed * (1 - done) / done)} left'
+    if work is not None and _MIN_DONE_FOR_ETA <= work < 1.0:
+      line += f', about {_duration(elapsed * (1 - work) / work)} left'
   return line
 
 
@@ -200,3 +240,34 @@ class ProgressReporter:
     self._stop.set()
     if self._thread.is_alive():
       self._thread.join(timeout=self._every + 5)
+
+
+# Steps of the scoring job that count beside its other steps.
+
+
+class CountScored(beam.DoFn):
+  """Counts scored documents and their tokens (Beam counter and progress)."""
+  def __init__(self):
+    self._scored = Metrics.counter(NAMESPACE, 'scored')
+
+  def process(self, record):
+    self._scored.inc()
+    tally(scored=1, tokens=record['n_tokens'])
+    yield record
+
+  def finish_bundle(self):
+    flush()
+
+
+def count_read_error(record):
+  """Counts an unreadable record (Beam counters ``read_errors`` and
+  ``errors``); returns it."""
+  Metrics.counter(NAMESPACE, 'read_errors').inc()
+  Metrics.counter(NAMESPACE, 'errors').inc()
+  return record
+
+
+def tally_error(record):
+  """Tallies an error record for the progress line; returns it."""
+  tally(errors=1)
+  return record

@@ -46,9 +46,9 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from model import process_exit
+from runtime import process_exit
 from model.bundle import Bundle, load_bundle
-from model.tensorflow_import import import_tensorflow
+from runtime.tensorflow_import import import_tensorflow
 from model.text import budget_batches
 from transforms.metrics import NAMESPACE
 

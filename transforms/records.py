@@ -35,6 +35,11 @@ _LOGGER = logging.getLogger(__name__)
 
 SCORES_AS = ('list', 'columns')
 """How scores are added: one ``scores`` list, or one field per output."""
+COUNT_FIELDS = ('n_tokens', 'truncated')
+"""The fields added after the scores, in every form."""
+SCORE_FIELDS = ('scores',) + COUNT_FIELDS
+"""The fields added with ``scores_as='list'``: no input field may be named
+so (with ``'columns'`` the outputs' names take the place of ``scores``)."""
 
 DICT = 'dict'
 ROW = 'row'
@@ -96,8 +101,9 @@ def record_fields(element: Any) -> Optional[tuple[str, Mapping]]:
 def score_field_names(output_names: Sequence[str], scores_as: str
                       ) -> list[str]:
   """The fields ``ScoreDocuments`` adds to a record, in order."""
-  scores = list(output_names) if scores_as == 'columns' else ['scores']
-  return scores + ['n_tokens', 'truncated']
+  if scores_as == 'columns':
+    return list(output_names) + list(COUNT_FIELDS)
+  return list(SCORE_FIELDS)
 
 
 def score_field_types(output_names: Sequence[str], scores_as: str

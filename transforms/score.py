@@ -31,7 +31,7 @@ from transforms.batching import DEFAULT_BUFFER_TOKENS, SortByLength
 from transforms.handler import (DEFAULT_BATCH_TOKENS, BundleModelHandler,
                                 set_tf_threads)
 from transforms.metrics import NAMESPACE
-from transforms.records import (SCORES_AS, ExtractText, error_record,
+from transforms.records import (COUNT_FIELDS, SCORES_AS, ExtractText, error_record,
                                 score_field_names, score_field_types,
                                 scored_record, scored_row_type)
 from transforms.tokenize import LookUpTokenIds, SegmentText, TruncateTokenIds
@@ -219,7 +219,7 @@ class ScoreDocuments(beam.PTransform):
     self._truncating = bundle.truncating
     self._output_names = bundle.output_names
     if scores_as == 'columns':
-      reserved = sorted({'id', 'n_tokens', 'truncated'}
+      reserved = sorted({'id', *COUNT_FIELDS}
                         & set(self._output_names))
       if reserved:
         raise ValueError(

@@ -102,7 +102,7 @@ def test_measure_sums_a_process_tree_and_finds_beam_workers():
 
 
 def test_measure_finds_workers_forked_by_a_warm_process():
-  # As pipeline.warm_workers runs them: a ``serve`` process forks the
+  # As pipeline.local.warm_workers runs them: a ``serve`` process forks the
   # workers, which keep its command line; it is not a worker itself.
   serve = ('import os, time\n'
            'for _ in range(2):\n'
@@ -291,3 +291,13 @@ def test_plot_handles_every_variant_and_missing_values(tmp_path):
     png = report.plot(rows, str(tmp_path))
     with open(png, 'rb') as f:
       assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_recorded_command_names_no_folder_of_the_machine():
+  from bench import run
+  argv = ['--workdir', os.path.join(run.ROOT, 'bench', 'work'),
+          '--results', os.path.join(os.sep, 'elsewhere', 'results'),
+          '--docs', '8']
+  assert run._portable(argv) == [  # pylint: disable=protected-access
+      '--workdir', os.path.join('bench', 'work'), '--results', 'results',
+      '--docs', '8']

@@ -5,7 +5,8 @@ import logging
 import numpy as np
 import pytest
 
-from model.import_keras import ImportRefused, import_keras_model, main
+from model.import_keras import ImportRefused, import_keras_model
+from pipeline.cli.import_model import main
 from model.network import ModelFileError
 from tests.conftest import mixed_length_texts
 

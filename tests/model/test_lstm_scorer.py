@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from model import lstm_scorer
 from model.bundle import export_saved_model
-from model.tensorflow_import import import_tensorflow
+from runtime.tensorflow_import import import_tensorflow
 
 TOLERANCE = 1e-5
 

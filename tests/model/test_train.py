@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from model.text import Segmenter, truncate
-from model.train import (TrainingDataError, length_batches, main,
+from model.train import (TrainingDataError, length_batches,
                          read_training_records, train_bundle)
+from pipeline.cli.train import main
 
 
 def _held_out_scores(bundle, docs):

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from pipeline import score
+from pipeline.cli import score
 
 BIG = 5 * 1024 * 1024
 

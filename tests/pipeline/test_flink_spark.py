@@ -40,9 +40,10 @@ from apache_beam.options.pipeline_options import (FlinkRunnerOptions,
                                                   PipelineOptions)
 
 import tests.memfs as memfs
-from pipeline import job_servers, score
+from pipeline import job_servers
+from pipeline.cli import score, summary
 from tests import services
-from tests.pipeline.test_score_cli import _read_errors, _read_scores
+from tests.pipeline.cli.test_score import _read_errors, _read_scores
 from transforms.handler import WORKER_COUNTER_PREFIX, worker_identity
 from transforms.metrics import NAMESPACE
 
@@ -182,7 +183,7 @@ def test_flink_loopback_matches_direct(tmp_path, mixed, direct, remote_bundle,
                       '--environment_type', 'LOOPBACK'] +
                      _flink(flink_endpoint))
   _assert_same_records(outdir, 'jsonl', direct, 'flink')
-  totals = score.summarize(result)
+  totals = summary.summarize(result)
   assert totals['scored'] == mixed['good']
   assert totals['errors'] == mixed['bad']
   # LOOPBACK: every SDK worker is a thread of this process, one model.
@@ -198,7 +199,7 @@ def test_spark_matches_direct(tmp_path, mixed, direct, remote_bundle,
                       '--output', outdir, '--format', fmt, '--runner',
                       'SparkRunner', '--spark_master_url', 'local[2]'])
   _assert_same_records(outdir, fmt, direct, f'spark {fmt}')
-  totals = score.summarize(result)
+  totals = summary.summarize(result)
   assert totals['scored'] == mixed['good']
   assert _scored_by_worker(result) == {worker_identity(): mixed['good']}
   assert totals['models_loaded'] == 1
@@ -232,7 +233,7 @@ def _assert_two_workers_scored(result, expected: int) -> None:
   assert sum(workers.values()) == expected, workers
   assert len(workers) == 2 and min(workers.values()) > 0, workers
   # Each worker process loaded the model once.
-  assert score.summarize(result)['models_loaded'] == len(workers)
+  assert summary.summarize(result)['models_loaded'] == len(workers)
 
 
 def test_flink_two_slots_score_many_files(tmp_path, mixed, direct,

@@ -15,7 +15,7 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import score
+from pipeline.cli import score
 
 EXAMPLES = int(os.environ.get('NOTHING_LOST_EXAMPLES', '6'))
 CODECS = {

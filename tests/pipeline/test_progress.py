@@ -4,6 +4,8 @@ import multiprocessing
 import os
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipeline import progress
 
@@ -20,10 +22,15 @@ def test_line_gives_percent_and_time_left_from_bytes():
   line = progress.progress_line(
       {'scored': 100, 'tokens': 1000, 'errors': 2, 'bytes_read': 2500}, 90.0,
       total_bytes=10_000)
+  # Reading a quarter of the input is a quarter of READ_SHARE of the work.
   assert line == ('[1m30s] scored 100 documents (1,000 tokens, 2 errors), '
-                  '1.1 docs/s, 25% of the input read, about 4m30s left')
-  done = progress.progress_line({'scored': 5, 'bytes_read': 10_000}, 5.0,
+                  '1.1 docs/s, 25% of the input read, about 6m36s left')
+  read = progress.progress_line({'scored': 5, 'bytes_read': 10_000}, 5.0,
                                 total_bytes=10_000)
+  assert read.endswith('100% of the input read, about 2s left')
+  done = progress.progress_line(
+      {'scored': 90, 'errors': 10, 'records_read': 100, 'bytes_read': 10_000},
+      5.0, total_bytes=10_000)
   assert done.endswith('100% of the input read')
 
 
@@ -34,19 +41,50 @@ def test_line_gives_records_read_when_counted():
       {'scored': 0, 'tokens': 0, 'records_read': 5120, 'bytes_read': 6000},
       30.0, total_bytes=10_000)
   assert line == ('[30s] scored 0 documents (0 tokens), 0.0 docs/s, '
-                  '5,120 records read, 60% of the input read, about 20s left')
+                  '5,120 records read, 60% of the input read, about 38s left')
   assert 'records read' not in progress.progress_line({'scored': 3}, 1.0,
                                                       total_bytes=None)
 
 
-@pytest.mark.parametrize('read,estimate', [(1, False), (99, False),
-                                           (100, True), (5_000, True)])
-def test_time_left_waits_for_one_percent_of_the_input(read, estimate):
+@pytest.mark.parametrize('read,estimate', [(1, False), (134, False),
+                                           (136, True), (5_000, True)])
+def test_time_left_waits_for_one_percent_of_the_work(read, estimate):
   """At 10 s and a few bytes read, the time so far is start-up."""
   line = progress.progress_line({'scored': 0, 'bytes_read': read}, 10.0,
                                 total_bytes=10_000)
   assert line.endswith(' left') is estimate
   assert 'of the input read' in line
+
+
+def test_time_left_counts_the_scoring_still_to_come():
+  """Workers read everything, then score: once the input is read, half the
+  documents scored is not nearly done (the old estimate said so)."""
+  counts = {'records_read': 320_000, 'bytes_read': 1000, 'scored': 0}
+  assert progress.work_done(counts, 1000) == pytest.approx(
+      progress.READ_SHARE)
+  counts['scored'] = 160_000
+  assert progress.work_done(counts, 1000) == pytest.approx(
+      progress.READ_SHARE + (1 - progress.READ_SHARE) / 2)
+  half = {'records_read': 137_600, 'bytes_read': 430, 'scored': 0}
+  assert progress.work_done(half, 1000) == pytest.approx(
+      0.43 * progress.READ_SHARE)
+  assert progress.work_done({'scored': 3}, 1000) is None
+  assert progress.work_done({'bytes_read': 3}, None) is None
+
+
+@given(total=st.integers(1, 10**9), read=st.integers(1, 10**9),
+       records=st.integers(0, 10**6), scored=st.integers(0, 10**6),
+       more_read=st.integers(0, 10**6), more_scored=st.integers(0, 10**6))
+def test_work_done_is_a_share_that_grows_with_the_work(
+    total, read, records, scored, more_read, more_scored):
+  read = min(read, total)
+  scored = min(scored, records)
+  before = {'bytes_read': read, 'records_read': records, 'scored': scored}
+  after = {'bytes_read': min(total, read + more_read),
+           'records_read': records,
+           'scored': min(records, scored + more_scored)}
+  w0, w1 = progress.work_done(before, total), progress.work_done(after, total)
+  assert 0 <= w0 <= w1 <= 1
 
 
 def _child(directory):

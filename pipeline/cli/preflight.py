@@ -1,0 +1,131 @@
+"""Checks a command makes before any work: each problem is one line.
+
+Why this module exists: a wrong path or option should cost the user one
+line naming the option that fixes it (exit status 2), not a traceback
+minutes into a job. The three commands check their files here, through
+Beam's filesystems, so ``gs://`` and local paths are checked alike.
+"""
+
+import os
+import shutil
+
+from apache_beam.io.filesystems import FileSystems
+
+from model import storage
+from pipeline.io import inputs
+from pipeline.io.formats import INPUT_FORMATS, format_from_extension
+from pipeline.io.outdir import is_local
+
+
+class UsageError(ValueError):
+  """A problem the user fixes with an option; the message names it."""
+
+
+def check_input_file(path: str, option: str) -> None:
+  """Raises `UsageError` unless ``path`` is an existing file."""
+  if '://' not in path and os.path.isdir(path):
+    raise UsageError(f'{option} {path}: is a directory; give a file.')
+  try:
+    exists = FileSystems.exists(path)
+  except Exception as e:  # pylint: disable=broad-except
+    raise UsageError(f'{option} {path}: cannot read it ({e}).') from e
+  if not exists:
+    raise UsageError(f'{option} {path}: no such file.')
+
+
+def check_writable_dir(path: str, option: str) -> None:
+  """Raises `UsageError` unless files can be written in directory ``path``.
+
+  Writes and deletes a probe file; a local directory created for it is
+  removed again.
+  """
+  local = is_local(path)
+  if local and os.path.exists(path) and not os.path.isdir(path):
+    raise UsageError(f'{option} {path}: is a file; give a directory.')
+  created = None  # the highest local directory the probe creates
+  if local and not os.path.exists(path):
+    created = os.path.abspath(path)
+    while not os.path.exists(os.path.dirname(created)):
+      created = os.path.dirname(created)
+  probe = FileSystems.join(path, f'_probe-{os.getpid()}')
+  try:
+    storage.write_bytes(probe, b'')
+    FileSystems.delete([probe])
+  except Exception as e:  # pylint: disable=broad-except
+    reason = getattr(e, 'strerror', None) or str(e).splitlines()[0]
+    raise UsageError(f'{option} {path}: cannot write there ({reason}).') from e
+  if created:
+    shutil.rmtree(created, ignore_errors=True)
+
+
+def check_bundle_output(path: str, option: str, *, overwrite: bool,
+                        overwrite_option: str = '--overwrite') -> None:
+  """Raises `UsageError` if a bundle cannot be written to ``path``.
+
+  That is: ``path`` is a file, holds a bundle and ``overwrite`` is off, or
+  cannot be written (checked with a probe file, removed again).
+  """
+  local = is_local(path)
+  if local and os.path.exists(path) and not os.path.isdir(path):
+    raise UsageError(f'{option} {path}: is a file; give a directory.')
+  if FileSystems.exists(FileSystems.join(path, 'manifest.json')):
+    if not overwrite:
+      raise UsageError(f'{option} {path}: a bundle exists there; pass '
+                       f'{overwrite_option} to replace it, or choose another '
+                       f'{option}.')
+    return
+  check_writable_dir(path, option)
+
+
+def check_input(pattern: str, *, input_format: str = 'auto',
+                allow_empty: bool = False) -> tuple[int, int]:
+  """Checks that ``pattern`` names readable input.
+
+  Returns:
+    ``(files, total bytes)``.
+
+  Raises:
+    UsageError: no such file, no match (unless ``allow_empty``), a
+      directory, or a file whose format the extension does not tell.
+  """
+  try:
+    found = inputs.match_inputs(pattern)
+  except Exception as e:  # pylint: disable=broad-except
+    raise UsageError(f'--input {pattern}: cannot list it ({e}).') from e
+  wildcard = any(c in pattern for c in '*?[')
+  if is_local(pattern):
+    dirs = [m.path for m in found if os.path.isdir(m.path)]
+    if dirs:
+      raise UsageError(
+          f'--input {pattern}: {dirs[0]} is a directory; give a file '
+          f'pattern such as {os.path.join(dirs[0], "*.jsonl")}.')
+  if not found:
+    if not wildcard:
+      raise UsageError(f'--input {pattern}: no such file.')
+    if not allow_empty:
+      raise UsageError(f'--input {pattern}: the pattern matches no file '
+                       f'(--allow_empty_input accepts that).')
+  if input_format == 'auto':
+    unknown = [m.path for m in found
+               if format_from_extension(m.path) is None]
+    if unknown:
+      raise UsageError(
+          f'--input: cannot tell the format of {unknown[0]} from its name'
+          f'{f" (and {len(unknown) - 1} more files)" if len(unknown) > 1 else ""}; '
+          f'give --input_format {"|".join(INPUT_FORMATS)}.')
+  return len(found), inputs.size_of(found)
+
+
+def check_output(outdir: str) -> None:
+  """Checks that files can be written to ``outdir`` (creating it).
+
+  Raises:
+    UsageError: ``outdir`` is a file or cannot be written.
+  """
+  if is_local(outdir):
+    if os.path.exists(outdir) and not os.path.isdir(outdir):
+      raise UsageError(f'--output {outdir}: is a file; give a directory.')
+  elif any(m.path.rstrip('/') == outdir.rstrip('/') for m in
+           FileSystems.match([outdir])[0].metadata_list):
+    raise UsageError(f'--output {outdir}: is a file; give a directory.')
+  check_writable_dir(outdir, '--output')

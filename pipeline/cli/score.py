@@ -1,0 +1,284 @@
+"""``python -m pipeline.score``: score a corpus of Japanese documents with a
+bundle.
+
+Usage::
+
+  python -m pipeline.score --input GLOB --model BUNDLE --output OUTDIR \\
+      [--format jsonl|csv|parquet|tfrecord] [--num_shards N] \\
+      [--scores_as list|columns] [--id_field id] [--text_field text] \\
+      [--keep_fields a,b | --keep_all_fields] [--progress_secs 10] \\
+      [--log_level ERROR] [any Beam pipeline option]
+
+Writes ``OUTDIR/scores-SSSSS-of-NNNNN.<ext>`` (one record per document:
+``id``, ``scores`` (or one column per output), ``n_tokens``, ``truncated``),
+``OUTDIR/_errors-SSSSS-of-NNNNN.jsonl`` (``id``, ``stage``, ``reason`` and,
+for unreadable records, ``source``) and ``OUTDIR/_SUMMARY.json``. Every input
+record ends in exactly one of the first two. The DirectRunner is the default
+runner.
+
+Why this module exists: it is the command's sequence, and only that: parse
+(`pipeline.cli.options`), check (`pipeline.cli.preflight`), plan the workers
+(`pipeline.local.scaling`), start warm workers where they pay
+(`pipeline.local.warm_workers`), build the job (`pipeline.cli.job`), run it
+under the watchdog with the earlier outputs set aside
+(`pipeline.io.outdir`), and write the summary (`pipeline.cli.summary`).
+"""
+
+import argparse
+import contextlib
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from typing import Any, NoReturn, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import (PipelineOptions,
+                                                  SetupOptions,
+                                                  StandardOptions)
+from apache_beam.runners.runner import PipelineState
+
+from pipeline import job_servers, progress
+from pipeline.cli import summary
+from pipeline.cli.job import build, load_scorer
+from pipeline.cli.options import parse_args
+from pipeline.cli.preflight import UsageError, check_input, check_output
+from pipeline.io import kept, outdir
+from pipeline.local import scaling, warm_workers, watchdog
+from runtime import collector, console, process_exit
+from runtime.argv import flag_value
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _progress(every_secs: float, total_bytes: Optional[int]):
+  """A `progress.ProgressReporter` for one run, with its directory."""
+  directory = tempfile.mkdtemp(prefix='ja-doc-progress-')
+  saved = os.environ.get(progress.PROGRESS_DIR_ENV)
+  os.environ[progress.PROGRESS_DIR_ENV] = directory
+  reporter = progress.ProgressReporter(every_secs, directory,
+                                       total_bytes=total_bytes,
+                                       log=_LOGGER.info).start()
+  try:
+    yield reporter
+  finally:
+    reporter.stop()
+    if saved is None:
+      os.environ.pop(progress.PROGRESS_DIR_ENV, None)
+    else:
+      os.environ[progress.PROGRESS_DIR_ENV] = saved
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _metrics_while_running(result) -> bool:
+  """Whether to poll the job's metrics while it runs.
+
+  Not on the DirectRunner (its result comes at the end) nor on portable job
+  services (Flink, Spark, local): their result keeps the first answer to a
+  metrics query, which would then stand for the final counts.
+  """
+  from apache_beam.runners.portability import portable_runner  # pylint: disable=import-outside-toplevel
+  return not (PipelineState.is_terminal(result.state) or
+              isinstance(result, portable_runner.PipelineResult))
+
+
+def _run_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace,
+                  reporter: progress.ProgressReporter):
+  """Runs ``pipeline`` with the earlier outputs set aside; returns the
+  result. Whatever happens, no temporary folder stays behind and the output
+  directory holds either this run's outputs or the earlier ones
+  (`pipeline.io.outdir.finish`)."""
+  moved = outdir.set_aside_earlier_outputs(args.output)
+  if moved:
+    _LOGGER.debug('Set aside %d files of an earlier run', moved)
+  result, succeeded = None, False
+  try:
+    def on_start(started):
+      if _metrics_while_running(started):
+        reporter.use_metrics(lambda: summary.summarize(started,
+                                                       attempted=True))
+    # The watchdog fails the run, instead of hanging, when a worker dies.
+    result = watchdog.run_and_wait(pipeline, on_start=on_start)
+    state = result.state
+    if state is not None and state != PipelineState.DONE:
+      raise RuntimeError(f'the pipeline ended in state {state}.')
+    succeeded = True
+  finally:
+    if not succeeded and result is not None and not (
+        PipelineState.is_terminal(result.state)):
+      try:
+        result.cancel()
+      except Exception:  # pylint: disable=broad-except
+        _LOGGER.warning('Could not cancel the job; it may still run.')
+    outdir.finish(args.output, succeeded=succeeded,
+                  output_format=args.output_format)
+  return result
+
+
+def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
+  """Checks, builds and runs the scoring pipeline; writes ``_SUMMARY.json``.
+
+  Returns:
+    The PipelineResult; its ``summary`` attribute holds what was written to
+    ``_SUMMARY.json``.
+
+  Raises:
+    UsageError: a check before the pipeline failed (the message names the
+      option that fixes it).
+    SystemExit: bad command line (argparse, status 2).
+  """
+  args, options = parse_args(argv)
+  try:
+    kept.check_keep_options(kept.parse_keep_fields(args.keep_fields),
+                            args.keep_all_fields, args.id_field)
+  except ValueError as e:
+    raise UsageError(str(e)) from e
+  started, clock = summary.now(), time.monotonic()
+  files, total_bytes = check_input(args.input, input_format=args.input_format,
+                                   allow_empty=args.allow_empty_input)
+  check_output(args.output)
+  argv = list(sys.argv[1:] if argv is None else argv)
+  warm_wanted = args.warm_workers == 'auto' and warm_workers.supported()
+  try:
+    plan = scaling.plan(options, argv, size=total_bytes,
+                        tf_threads=args.tf_threads,
+                        split_bytes=args.split_bytes,
+                        rebalance=args.rebalance, warm=warm_wanted)
+  except ValueError as e:
+    raise UsageError(str(e)) from e
+  if plan.flags and test_pipeline is None:
+    options = PipelineOptions(argv + plan.flags)
+  local_processes = (scaling.is_local(options) and not plan.in_process and
+                     plan.workers > 0)
+  warm = None
+  if test_pipeline is None and warm_wanted and local_processes:
+    # Started first: they import and load while this process builds the job.
+    settings = {'model': args.model, 'tf_threads': plan.tf_threads,
+                'scoring_function': args.scoring_function}
+    warm = (warm_workers.take_early(plan.workers, **settings) or
+            warm_workers.start(plan.workers, **settings))
+    warm.forward_stderr()  # Through the console's filter.
+  try:
+    with (process_exit.local_workers_marked() if local_processes
+          else contextlib.nullcontext()):
+      runner = warm and warm.runner(PipelineOptions(argv + plan.flags))
+      return _check_build_and_run(args, options, plan, files, total_bytes,
+                                  started, clock, test_pipeline, runner)
+  finally:
+    if warm is not None:
+      warm.close()
+
+
+def _check_build_and_run(args, options, plan, files, total_bytes, started,
+                         clock, test_pipeline, warm_runner):
+  """`run` once the plan is made (and warm workers started)."""
+  # A launcher whose workers are other processes need not import TensorFlow:
+  # checksums are verified here, and each worker probes the model it loads.
+  scorer = load_scorer(args, tf_threads=plan.tf_threads,
+                       probe_model=test_pipeline is not None or
+                       plan.in_process)
+  if args.scores_as == 'columns':
+    clash = sorted(set(kept.parse_keep_fields(args.keep_fields)) &
+                   set(scorer.output_names))
+    if clash:
+      raise UsageError(f'--keep_fields names {clash[0]!r}, which is also a '
+                       f'score column with --scores_as columns; rename the '
+                       f'field or use --scores_as list.')
+  options.view_as(SetupOptions).save_main_session = False
+  if test_pipeline is None:
+    # Flink/Spark: the job-server jar through Maven, Java 17 flags.
+    try:
+      job_servers.prepare_runner(options)
+    except job_servers.JobServerError as e:
+      raise UsageError(str(e)) from e
+  runner = options.view_as(StandardOptions).runner or 'DirectRunner'
+  _LOGGER.info('Scoring %s (%d file%s, %s bytes) with %s into %s on %s%s',
+               args.input, files, '' if files == 1 else 's',
+               f'{total_bytes:,}', args.model, args.output, runner,
+               f' ({plan.workers} worker processes)' if plan.workers > 1
+               else '')
+  _LOGGER.debug('Scaling plan: %r', plan)
+  if test_pipeline is not None:
+    pipeline = test_pipeline
+  elif warm_runner is not None:
+    # The runner's copy of the options has no running mode (see
+    # `warm_workers`); the summary keeps the one asked for.
+    pipeline = beam.Pipeline(runner=warm_runner, options=warm_runner.options)
+  else:
+    pipeline = beam.Pipeline(options=options)
+  build(pipeline, args, scorer, plan)
+  # Paused by the command line's entry points (`pipeline.cli.entry_points`)
+  # while they imported Beam and, in this process or not, TensorFlow, loaded
+  # the model and built the job: all of which stays until the process ends.
+  collector.resume(freeze=True)
+  with _progress(args.progress_secs, total_bytes or None) as reporter:
+    result = _run_pipeline(pipeline, args, reporter)
+  result.summary = summary.record(
+      result, args, options, started=started,
+      seconds=time.monotonic() - clock, files=files, total_bytes=total_bytes)
+  summary.write_summary(args.output, result.summary)
+  return result
+
+
+def _short(error: BaseException) -> str:
+  """The last meaningful line of an error (Beam wraps worker tracebacks)."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  where = next((line for line in reversed(lines)
+                if line.startswith('[while running')), '')
+  text = next((line for line in reversed(lines)
+               if not line.startswith('[while running')), type(error).__name__)
+  return f'{text} {where}'.strip()
+
+
+def _print_result(record: dict[str, Any]) -> None:
+  totals = record['counts']
+  out = record['options']['output']
+  ext = record['options']['output_format']
+  print(f'Scored {totals["scored"]:,} documents ({totals["tokens"]:,} tokens, '
+        f'{totals["unknown_tokens"]:,} unknown, {totals["truncated"]:,} '
+        f'truncated, {totals["empty"]:,} empty); {totals["errors"]:,} errors '
+        f'in {record["seconds"]:.1f} s.')
+  print(f'Outputs: '
+        f'{FileSystems.join(out, f"{outdir.SCORES_PREFIX}-*.{ext}")}; '
+        f'errors: {FileSystems.join(out, f"{outdir.ERRORS_PREFIX}-*.jsonl")}; '
+        f'summary: {FileSystems.join(out, outdir.SUMMARY_NAME)}')
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """``python -m pipeline.score`` and ``ja-doc-score``; returns the exit
+  status."""
+  argv = list(sys.argv[1:] if argv is None else argv)
+  level = console.log_level_from(argv)
+  with console.Console(level, command=__name__):
+    try:
+      result = run(argv)
+    except SystemExit as e:  # argparse: usage errors and --help
+      return e.code if isinstance(e.code, int) else 2
+    except UsageError as e:
+      return console.fail(str(e))
+    except watchdog.RunAborted as e:
+      output = flag_value(argv, 'output')
+      print(f'error: {e.explain(output) if output else e}', file=sys.stderr)
+      return 1
+    except KeyboardInterrupt:
+      return console.fail('interrupted.')
+    except Exception as e:  # pylint: disable=broad-except
+      _LOGGER.debug('The pipeline failed', exc_info=True)
+      print(f'error: the pipeline failed: {_short(e)}', file=sys.stderr)
+      if level != 'DEBUG':
+        print('(--log_level DEBUG shows the traceback)', file=sys.stderr)
+      return 1
+    finally:
+      warm_workers.close_early()  # Those no run took (a usage error).
+  _print_result(result.summary)
+  return 0
+
+
+def cli() -> NoReturn:
+  """``python -m pipeline.score`` and ``ja-doc-score``: `main`, then an exit
+  that skips the interpreter's teardown (`runtime.process_exit`)."""
+  process_exit.run_command(main)

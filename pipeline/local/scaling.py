@@ -1,0 +1,167 @@
+"""How a scoring job spreads over processes and cores, decided before it runs.
+
+Three settings decide whether a second core helps:
+
+* **Worker processes on the local DirectRunner.** MeCab and the vocabulary
+  lookup hold Python's GIL for much of their time, so threads in one process
+  do not add up; worker processes do. With no ``--direct_*`` flag given,
+  `plan` switches the DirectRunner to ``multi_processing`` with one worker
+  process per 4 MiB of input (8 MiB where they start cold), up to one per
+  core, from two on (`pipeline.local.machine`): each worker imports Beam and
+  TensorFlow and loads the model. Started warm (`pipeline.local.warm_workers`,
+  the default on Linux), two workers start up at least as fast as one
+  in-process run on two cores; started cold by Beam, 1.5 to 2.3 s slower.
+  ``--direct_num_workers 1`` still forces one worker.
+* **TensorFlow's threads per process** (``--tf_threads``): by default each
+  local worker gets its share of the cores, so two workers on two cores do
+  not both run two TensorFlow threads and fight for the cores. On Dataflow,
+  which runs one Python process per vCPU, the share is one thread. On other
+  clusters the default is TensorFlow's own (every core it sees); set
+  ``--tf_threads`` to a TaskManager's cores divided by its SDK processes.
+* **Range size** (``--split_bytes``): the DirectRunner deals ranges to its
+  workers round robin, once; a count of ranges that the workers divide
+  (`local_split_bytes`: 16 a worker from one file) keeps the deal even, and
+  several ranges per worker even out documents of different lengths.
+
+And ``--rebalance``: a shuffle of the documents after reading evens out
+skewed ranges on runners whose shuffle lives outside the workers (Dataflow,
+Flink, Spark), but on the DirectRunner it would hold the whole corpus in the
+runner's memory, so ``auto`` uses it everywhere except there.
+"""
+
+import logging
+from typing import Optional, Sequence
+
+from apache_beam.options.pipeline_options import (DirectOptions,
+                                                  PipelineOptions,
+                                                  StandardOptions)
+
+from pipeline.io.inputs import input_bytes
+from pipeline.io.ranges import DEFAULT_SPLIT_BYTES
+from pipeline.local.machine import (available_cores, is_local_runner,
+                                    local_tf_threads, local_workers)
+from runtime.argv import flag_given
+
+_LOGGER = logging.getLogger(__name__)
+
+MIN_SPLIT_BYTES = 256 << 10
+RANGES_PER_WORKER = 16
+
+
+def local_split_bytes(size: int, workers: int) -> int:
+  """The range size that cuts ``size`` bytes into a multiple of ``workers``.
+
+  The DirectRunner deals ranges to its worker processes round robin, once,
+  so a file cut into one range more than a multiple of the workers leaves
+  one worker a range more to score while the others wait (17 ranges on 2
+  workers: 9 against 8, 12% more). A file of ``size`` bytes is cut into
+  ``workers * k`` ranges: ``k`` is `RANGES_PER_WORKER`, fewer where ranges
+  would fall under `MIN_SPLIT_BYTES` (one at least), more where they would
+  exceed the reader's default (64 MiB). A file under ``workers *
+  MIN_SPLIT_BYTES`` is cut into ranges of `MIN_SPLIT_BYTES` (read whole
+  below that): not worth more. Several ranges per worker also even out
+  documents of different costs, and inputs of several files whose ranges
+  cannot all be equal.
+
+  Args:
+    size: the input's size in bytes (positive).
+    workers: the local worker processes (positive).
+  """
+  per_worker = min(RANGES_PER_WORKER, size // (workers * MIN_SPLIT_BYTES))
+  per_worker = max(1, per_worker,
+                   -(-size // (workers * DEFAULT_SPLIT_BYTES)))
+  return max(MIN_SPLIT_BYTES, -(-size // (workers * per_worker)))
+
+
+def is_local(options: PipelineOptions) -> bool:
+  """Whether the job runs on the DirectRunner in this machine."""
+  return is_local_runner(options.view_as(StandardOptions).runner)
+
+
+class Plan:
+  """What `plan` decided; ``flags`` are added to the job's arguments.
+
+  Attributes:
+    workers: worker processes (1 for in-process runs; 0 where the runner
+      decides).
+    tf_threads: TensorFlow threads per worker process (0: TF's default).
+    split_bytes: the size of one input range.
+    rebalance: whether to shuffle documents after reading.
+    flags: Beam flags to add (``--direct_running_mode``...).
+    in_process: whether the job's workers run in this process (the local
+      DirectRunner in memory or with threads), so that a model loaded here
+      is the one that scores.
+  """
+  def __init__(self, workers: int, tf_threads: int, split_bytes: int,
+               rebalance: bool, flags: list[str], in_process: bool = False):
+    self.in_process = in_process
+    self.workers = workers
+    self.tf_threads = tf_threads
+    self.split_bytes = split_bytes
+    self.rebalance = rebalance
+    self.flags = flags
+
+  def __repr__(self) -> str:
+    return (f'Plan(workers={self.workers}, tf_threads={self.tf_threads}, '
+            f'split_bytes={self.split_bytes}, rebalance={self.rebalance}, '
+            f'flags={self.flags}, in_process={self.in_process})')
+
+
+def plan(options: PipelineOptions, argv: Sequence[str], *,
+         size: Optional[int] = None, pattern: Optional[str] = None,
+         tf_threads: int = -1, split_bytes: int = 0,
+         rebalance: str = 'auto', cores: Optional[int] = None,
+         warm: bool = False) -> Plan:
+  """Decides workers, TF threads, range size and rebalancing for one job.
+
+  Args:
+    options: the job's options.
+    argv: the job's arguments as given (to tell a default from a choice).
+    size: the input's size in bytes, if known; else read from ``pattern``.
+    pattern: the input pattern.
+    tf_threads: ``--tf_threads``: -1 for the worker's share of the cores.
+    split_bytes: ``--split_bytes``: 0 for automatic.
+    rebalance: ``--rebalance``: ``auto``, ``always`` or ``never``.
+    cores: the machine's cores (default: `available_cores`).
+    warm: whether local worker processes start warm
+      (`pipeline.local.warm_workers`), which lets smaller inputs use them.
+  """
+  cores = cores or available_cores()
+  flags: list[str] = []
+  local = is_local(options)
+  if size is None:
+    size = input_bytes(pattern) if pattern else 0
+  if local:
+    direct = options.view_as(DirectOptions)
+    chosen = flag_given(argv, 'direct_num_workers', 'direct_running_mode')
+    workers, in_process = local_workers(
+        direct.direct_running_mode, direct.direct_num_workers, chosen=chosen,
+        size=size, cores=cores, warm=warm)
+    processes = 1 if in_process else workers
+    if not chosen and not in_process:
+      flags = ['--direct_running_mode', 'multi_processing',
+               '--direct_num_workers', str(workers)]
+    threads = local_tf_threads(tf_threads, processes, cores)
+  else:
+    # Dataflow runs one SDK process per vCPU: each gets one core. Elsewhere
+    # the cores of the machines that run the workers are not known here (on
+    # a local Flink or Spark with LOOPBACK every SDK harness shares this
+    # process, so TensorFlow's default is right); --tf_threads says it.
+    workers = processes = 0
+    in_process = False
+    runner = str(options.view_as(StandardOptions).runner or '')
+    share = 1 if 'Dataflow' in runner else 0
+    threads = share if tf_threads < 0 else tf_threads
+  if not split_bytes:
+    split_bytes = DEFAULT_SPLIT_BYTES
+    if local and workers > 1 and size:
+      split_bytes = local_split_bytes(size, workers)
+  if rebalance not in ('auto', 'always', 'never'):
+    raise ValueError(f'--rebalance must be auto, always or never; received '
+                     f'{rebalance!r}.')
+  shuffle = rebalance == 'always' or (rebalance == 'auto' and not local)
+  result = Plan(workers, threads, split_bytes, shuffle, flags,
+                in_process=in_process)
+  _LOGGER.debug('Scaling plan for %d input bytes on %d cores: %r', size, cores,
+                result)
+  return result

@@ -1,0 +1,203 @@
+"""Runs a pipeline so that a dead SDK worker never hangs it.
+
+Beam 2.77 runs Python SDK workers as separate processes on the DirectRunner
+with ``--direct_running_mode multi_processing`` and behind a portable job
+service with an external worker pool. When such a worker process dies:
+
+* while it works on a bundle, Beam sees its data channel close and fails the
+  job within seconds;
+* before its first bundle (while it starts up, or when it cannot start at
+  all), Beam's Python runner waits for that worker's data channel forever.
+  The DirectRunner learns of the exit, but only in a background thread
+  that nothing waits on (`runtime.internals.SDK_WORKER_THREAD`).
+
+:func:`run_and_wait` closes both gaps for a run whose runner lives in this
+process: it notices that report, gives Beam ``grace_secs`` to fail on its own,
+and otherwise stops the run itself. Either way it stops the run's remaining
+worker processes and raises :class:`WorkerDied`. A portable job service runs
+its workers where this process cannot see them; there ``--job_timeout_secs``
+bounds the wait. What the run left in its output folder is the caller's to
+clean up (`pipeline.io.outdir.finish`), on every failure alike.
+"""
+
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Optional
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import (PipelineOptions,
+                                                  StandardOptions)
+from apache_beam.runners.runner import PipelineResult
+
+from pipeline.local import processes
+from pipeline.local.machine import is_local_runner
+from runtime import internals
+
+_LOGGER = logging.getLogger(__name__)
+
+class RunAborted(RuntimeError):
+  """The run was stopped before it finished."""
+  def explain(self, outdir: str) -> str:
+    """The command's error line, once ``outdir`` was cleaned up."""
+    return f'{self}; its partial output was removed from {outdir}.'
+
+
+class WorkerDied(RunAborted):
+  """An SDK worker process died while the job ran.
+
+  Args:
+    reason: what Beam reported of the exit.
+  """
+  def __init__(self, reason: str):
+    super().__init__(f'an SDK worker process died during the run ({reason})')
+    self.reason = reason
+
+  def explain(self, outdir: str) -> str:
+    return (f'{self}; the job was stopped and its partial output removed '
+            f'from {outdir}. Rerun the same command to write the complete '
+            f'output.')
+
+
+class JobTimedOut(RunAborted):
+  """The job ran longer than ``--job_timeout_secs``."""
+  def __init__(self, timeout: float):
+    super().__init__(f'the job ran longer than --job_timeout_secs='
+                     f'{timeout:g}; it was cancelled')
+    self.timeout = timeout
+
+
+class WatchdogOptions(PipelineOptions):
+  """How long to wait for a job (Beam's runner options come on top)."""
+  @classmethod
+  def _add_argparse_args(cls, parser):
+    parser.add_argument(
+        '--job_timeout_secs', type=float, default=0,
+        help='cancel the job, remove its partial output and fail after this '
+        'many seconds (0: no limit). A portable job service waits forever '
+        'for a worker that dies before its first bundle; this bounds it.')
+
+
+def _stop_workers(wait_secs: float = 5.0) -> None:
+  """Stops this process's SDK workers and waits for Beam to see it."""
+  processes.stop(processes.worker_processes(), wait_secs)
+  # Beam's threads that watch the workers report their exits; let them.
+  for thread in threading.enumerate():
+    if thread.name == internals.SDK_WORKER_THREAD:
+      thread.join(wait_secs)
+
+
+class _WorkerExits:
+  """Collects the worker exits Beam reports from its watcher threads."""
+  def __init__(self):
+    self.exits: list[tuple[float, str]] = []
+    self.stopping = False
+    self._previous = None
+
+  def _hook(self, args):
+    exit_error = internals.sdk_worker_exit(args)
+    if exit_error is not None:
+      if not self.stopping:
+        _LOGGER.error('SDK worker process died: %s', exit_error)
+        self.exits.append((time.monotonic(), exit_error))
+      return
+    self._previous(args)
+
+  def __enter__(self):
+    self._previous = threading.excepthook
+    threading.excepthook = self._hook
+    return self
+
+  def __exit__(self, *exc):
+    threading.excepthook = self._previous
+
+
+def _runs_in_process(pipeline: beam.Pipeline) -> bool:
+  """Whether ``pipeline.run()`` itself runs the job (the DirectRunner)."""
+  return is_local_runner(pipeline.options.view_as(StandardOptions).runner)
+
+
+def run_and_wait(pipeline: beam.Pipeline, *,
+                 grace_secs: float = 5.0,
+                 poll_secs: float = 0.5,
+                 on_start: Optional[Callable[[PipelineResult], None]] = None
+                 ) -> PipelineResult:
+  """Runs ``pipeline``, waits for it and never hangs on a dead worker.
+
+  Args:
+    pipeline: the pipeline to run; ``--job_timeout_secs`` among its options
+      bounds the whole run.
+    grace_secs: how long Beam may take to fail by itself after a worker
+      process exited, before the run is stopped here.
+    poll_secs: how often to look at the run.
+    on_start: called with the PipelineResult as soon as the job started
+      (e.g. to poll its metrics), before it is waited for.
+
+  Returns:
+    The finished PipelineResult.
+
+  Raises:
+    WorkerDied: an SDK worker process died.
+    JobTimedOut: the run took longer than ``--job_timeout_secs``.
+    Exception: whatever else the run raised.
+  """
+  timeout = pipeline.options.view_as(WatchdogOptions).job_timeout_secs
+  box: dict[str, Any] = {}
+  done = threading.Event()
+
+  def submit():
+    box['result'] = pipeline.run()
+    if on_start is not None:
+      on_start(box['result'])
+
+  def run():
+    try:
+      if 'result' not in box:
+        submit()
+      box['result'].wait_until_finish()
+    except BaseException as e:  # pylint: disable=broad-except
+      box['error'] = e
+    finally:
+      done.set()
+
+  if not _runs_in_process(pipeline):
+    # Job-service runners return once the job is submitted, and starting a
+    # job server (Flink, Spark) installs signal handlers, which only the
+    # main thread may do: submit here, wait in the thread.
+    submit()
+
+  start = time.monotonic()
+  with _WorkerExits() as exits:
+    # A daemon: a runner stuck on a dead worker must not keep the process.
+    thread = threading.Thread(target=run, name='WatchedPipelineRun',
+                              daemon=True)
+    thread.start()
+    try:
+      while not done.wait(poll_secs):
+        now = time.monotonic()
+        if exits.exits and now - exits.exits[0][0] > grace_secs:
+          _LOGGER.error('The runner did not stop %.0f s after a worker died; '
+                        'stopping the run', grace_secs)
+          raise WorkerDied(exits.exits[0][1])
+        if timeout and now - start > timeout:
+          raise JobTimedOut(timeout)
+    except BaseException:
+      exits.stopping = True
+      if 'result' in box:
+        try:
+          box['result'].cancel()
+        except Exception as e:  # pylint: disable=broad-except
+          _LOGGER.warning('Could not cancel the job: %s', e)
+      _stop_workers()
+      raise
+    exits.stopping = True
+    if 'error' not in box:
+      return box['result']
+    error = box['error']
+    if exits.exits:
+      raise WorkerDied(exits.exits[0][1]) from error
+    if internals.CLOSED_CHANNEL in str(error):
+      raise WorkerDied(f'a worker closed its data channel: '
+                       f'{internals.CLOSED_CHANNEL}') from error
+    raise error

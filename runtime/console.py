@@ -1,0 +1,243 @@
+"""The quiet console of the project's commands.
+
+Why this module exists: TensorFlow and Beam print start-up notices on every
+run (TensorFlow's C++ block, ``failed call to cuInit``, oneDNN, Beam's
+``apitools not found``...), and Beam configures the root logger when it is
+imported. The commands (``pipeline.score``, ``pipeline.train``,
+``pipeline.import_keras``) share this set-up so that a run prints only the
+command's own lines unless ``--log_level`` asks for more.
+
+Importing this module (the commands do, before Beam) drops two of Beam's
+notices that are logged on the root logger while Beam is imported or
+running, and mean nothing for this project: ``apitools not found`` and
+``Resource module is not available``. Nothing else is filtered on import.
+"""
+
+import logging
+import os
+import subprocess
+import sys
+from typing import Optional, Sequence
+
+from runtime.argv import flag_value
+
+PROJECT_LOGGERS = ('model', 'transforms', 'pipeline', 'runtime')
+LOG_LEVELS = ('DEBUG', 'INFO', 'WARNING', 'ERROR')
+DEFAULT_LOG_LEVEL = 'ERROR'
+
+# Notices Beam logs on the root logger, on import and per RunInference call.
+_BEAM_NOTICES = ('apitools not found', 'Resource module is not available')
+
+# Lines the stderr filter drops at the default log level. Everything else,
+# errors included, goes through unchanged.
+_NOISE = (
+    # absl's notice before TensorFlow's first C++ log line.
+    r'^WARNING: All log messages before absl::InitializeLog\(\) is called',
+    # C++ INFO and WARNING lines (absl/glog format), e.g. cudart_stub.cc,
+    # cpu_feature_guard.cc; ERROR and FATAL lines pass.
+    r'^[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.\-/]+:\d+\]',
+    # The continuation line of cpu_feature_guard's notice.
+    r'^To enable the following instructions: ',
+    # An ERROR line TensorFlow prints on every machine without a GPU driver.
+    r'failed call to cuInit',
+    r'oneDNN (custom operations|supports)',
+    # Python log lines below ERROR in logging's default format, printed by
+    # Beam's SDK worker subprocesses (DirectRunner multi_processing).
+    r'^(DEBUG|INFO|WARNING):[\w.]+:',
+)
+# A log record in Python logging's default format (``LEVEL:logger:message``),
+# which only Beam's SDK worker subprocesses print here, starts a block that
+# the filter drops with its traceback: a worker's failure fails the job, and
+# the command reports it in its own error line (--log_level shows it all).
+_WORKER_RECORD = r'^(DEBUG|INFO|WARNING|ERROR|CRITICAL):[\w.]+:'
+# Lines that continue such a block: blank or indented lines, a traceback's
+# headers, and its closing ``package.module.SomeError: message`` line.
+_TRACEBACK_LINE = (
+    r'^(\s|Traceback \(most recent call last\)|During handling of the above '
+    r'exception|The above exception was the direct cause|'
+    r'([A-Za-z_]\w*\.)+[A-Z]\w*(:|\s*$)|[A-Z]\w*(Error|Exception)(:|\s*$))')
+
+# The stderr filter: a child process, so that a crash of the command (a C++
+# abort, a kill) still gets its last lines through.
+_FILTER_PROGRAM = r'''
+import re, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+drop, record, inside = (re.compile(a.encode('utf-8')) for a in sys.argv[1:4])
+out = sys.stdout.buffer
+in_record = False
+for line in sys.stdin.buffer:
+  if record.search(line):
+    in_record = True
+  elif in_record and (inside.search(line) or drop.search(line)):
+    # A traceback line, or noise another process (a worker importing
+    # TensorFlow) wrote between two lines of it: the block goes on.
+    continue
+  else:
+    in_record = False
+    if not drop.search(line):
+      out.write(line)
+      out.flush()
+'''
+
+
+# Beam's DirectRunner relays each worker subprocess's log entries through this
+# logger as ``Worker: <entry>``; a failing bundle arrives there as a whole
+# traceback, which the command then reports in its own one-line error.
+_WORKER_RELAY = ('apache_beam.runners.portability.local_job_service',
+                 'Worker: %s')
+
+
+class _DropWorkerRelay(logging.Filter):
+  """Drops worker log entries relayed by the DirectRunner (quiet level)."""
+  def filter(self, record: logging.LogRecord) -> bool:
+    return (record.name, record.msg) != _WORKER_RELAY
+
+
+class _DropBeamNotices(logging.Filter):
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not (isinstance(record.msg, str) and
+                record.msg.startswith(_BEAM_NOTICES))
+
+
+def _install_notice_filter() -> None:
+  root = logging.getLogger()
+  if not any(isinstance(f, _DropBeamNotices) for f in root.filters):
+    root.addFilter(_DropBeamNotices())
+
+
+_install_notice_filter()
+
+
+class _ConsoleFormatter(logging.Formatter):
+  """The command's INFO lines as they are; anything else with its level."""
+  def format(self, record: logging.LogRecord) -> str:
+    message = super().format(record)
+    own = record.name.split('.')[0] in PROJECT_LOGGERS + ('__main__',)
+    if own and record.levelno < logging.WARNING:
+      return message
+    if own:
+      return f'{record.levelname.lower()}: {message}'
+    return f'{record.levelname} {record.name}: {message}'
+
+
+class Console:
+  """The console set-up of one command run; `close()` undoes it.
+
+  Args:
+    log_level: the level of other libraries' messages (`LOG_LEVELS`). At
+      ``ERROR`` (the default) their start-up notices are dropped as well, and
+      so are worker subprocesses' log entries relayed by the DirectRunner (a
+      worker's failure fails the job, which the command reports itself).
+    command: the command's own logger (shown at INFO).
+    filter_stderr: drop start-up notices written to the stderr file
+      descriptor by C++ code and subprocesses (only at ``ERROR``).
+  """
+  def __init__(self, log_level: str = DEFAULT_LOG_LEVEL, *, command: str,
+               filter_stderr: bool = True):
+    level = logging.getLevelName(log_level.upper())
+    quiet = level >= logging.ERROR
+    tf_level = {logging.DEBUG: '0', logging.INFO: '0', logging.WARNING: '1'}
+    # Read by TensorFlow when it starts, here and in worker subprocesses.
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', tf_level.get(level, '2'))
+    root = logging.getLogger()
+    self._saved = (root.level, list(root.handlers), {
+        name: logging.getLogger(name).level
+        for name in PROJECT_LOGGERS + (command, '__main__')
+    })
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_ConsoleFormatter('%(message)s'))
+    if level >= logging.ERROR:
+      # A worker's failure is the command's error line; --log_level shows
+      # the workers' own entries.
+      handler.addFilter(_DropWorkerRelay())
+    for h in list(root.handlers):
+      root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in PROJECT_LOGGERS:
+      logging.getLogger(name).setLevel(min(level, logging.WARNING))
+    for name in (command, '__main__'):
+      logging.getLogger(name).setLevel(min(level, logging.INFO))
+    self._captured_warnings = quiet
+    if quiet:
+      logging.captureWarnings(True)
+    self._filter: Optional[_StderrFilter] = None
+    if quiet and filter_stderr:
+      self._filter = _StderrFilter.start('|'.join(f'(?:{p})' for p in _NOISE))
+
+  def close(self) -> None:
+    if self._filter is not None:
+      self._filter.stop()
+      self._filter = None
+    if self._captured_warnings:
+      logging.captureWarnings(False)
+      self._captured_warnings = False
+    level, handlers, levels = self._saved
+    root = logging.getLogger()
+    for h in list(root.handlers):
+      root.removeHandler(h)
+    for h in handlers:
+      root.addHandler(h)
+    root.setLevel(level)
+    for name, value in levels.items():
+      logging.getLogger(name).setLevel(value)
+
+  def __enter__(self) -> 'Console':
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+
+class _StderrFilter:
+  """Routes file descriptor 2 through a child process that drops noise."""
+  def __init__(self, process: subprocess.Popen, saved_fd: int):
+    self._process = process
+    self._saved_fd = saved_fd
+
+  @classmethod
+  def start(cls, pattern: str, record: str = _WORKER_RECORD,
+            inside: str = _TRACEBACK_LINE) -> Optional['_StderrFilter']:
+    try:
+      sys.stderr.flush()
+      saved = os.dup(2)
+    except (OSError, ValueError):
+      return None
+    try:
+      process = subprocess.Popen(
+          [sys.executable, '-I', '-S', '-c', _FILTER_PROGRAM, pattern, record,
+           inside],
+          stdin=subprocess.PIPE, stdout=saved, close_fds=True)
+    except OSError:
+      os.close(saved)
+      return None
+    os.dup2(process.stdin.fileno(), 2)
+    process.stdin.close()
+    return cls(process, saved)
+
+  def stop(self) -> None:
+    try:
+      sys.stderr.flush()
+    except (OSError, ValueError):
+      pass
+    os.dup2(self._saved_fd, 2)
+    os.close(self._saved_fd)
+    try:
+      # Worker subprocesses that outlive the run keep the pipe open; their
+      # lines still go through once they exit.
+      self._process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+      pass
+
+
+def fail(message: str) -> int:
+  """Prints a one-line ``error: ...`` to stderr; returns exit status 2."""
+  print(f'error: {message}', file=sys.stderr)
+  return 2
+
+
+def log_level_from(argv: Sequence[str]) -> str:
+  """``--log_level`` read ahead of parsing (the console comes first); the
+  default for a missing or unknown one (the parser reports it)."""
+  level = (flag_value(argv, 'log_level') or DEFAULT_LOG_LEVEL).upper()
+  return level if level in LOG_LEVELS else DEFAULT_LOG_LEVEL

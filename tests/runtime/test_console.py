@@ -1,0 +1,89 @@
+"""The quiet console of the commands (`runtime.console`)."""
+
+import logging
+import os
+import subprocess
+import sys
+
+from runtime import console
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+
+
+
+def test_console_restores_logging_and_keeps_errors():
+  root = logging.getLogger()
+  before = (root.level, list(root.handlers))
+  with console.Console('ERROR', command='model.test_console',
+                       filter_stderr=False):
+    assert root.level == logging.ERROR
+    assert logging.getLogger('model.test_console').isEnabledFor(logging.INFO)
+    assert not logging.getLogger('apache_beam').isEnabledFor(logging.WARNING)
+    assert logging.getLogger('apache_beam').isEnabledFor(logging.ERROR)
+  assert (root.level, list(root.handlers)) == before
+
+
+def _filtered(lines):
+  """What the command's stderr filter lets through of ``lines``."""
+  noise = '|'.join(f'(?:{p})' for p in console._NOISE)
+  out = subprocess.run(
+      [sys.executable, '-I', '-S', '-c', console._FILTER_PROGRAM, noise,
+       console._WORKER_RECORD, console._TRACEBACK_LINE],
+      input='\n'.join(lines) + '\n', capture_output=True, text=True,
+      timeout=60, check=True)
+  return out.stdout.splitlines()
+
+
+def test_stderr_filter_drops_worker_records_with_their_tracebacks():
+  """Worker subprocesses' log records (Python's default format) go, with the
+  tracebacks under them; the command's own lines and foreign errors stay."""
+  lines = [
+      'Scoring docs.jsonl (1 file, 10 bytes) with b into o on DirectRunner',
+      'ERROR:apache_beam.runners.common:model broke [while running Step]',
+      'Traceback (most recent call last):',
+      '  File "x.py", line 1, in <module>',
+      '    raise BundleError(',
+      'model.bundle.BundleError: model broke',
+      '',
+      'During handling of the above exception, another exception occurred:',
+      'RuntimeError: wrapped',
+      'WARNING:apache_beam.io.filebasedsink:slow rename',
+      '[10s] scored 0 documents (0 tokens), 0.0 docs/s',
+      'I0000 00:00:1796039020.671007   23776 cudart_stub.cc:31] no GPU',
+      'E0000 00:00:1796039020.671007   23776 some.cc:1] a real C++ error',
+      'error: the pipeline failed: model.bundle.BundleError: model broke',
+      'Segmentation fault (core dumped)',
+  ]
+  assert _filtered(lines) == [lines[0], lines[10], lines[12], lines[13],
+                             lines[14]]
+
+
+def test_noise_from_another_worker_inside_a_traceback_keeps_it_dropped():
+  """Two workers share stderr: one's TensorFlow start-up lines can land
+  between the lines of the other's traceback."""
+  lines = [
+      'Scoring docs.jsonl (1 file, 10 bytes) with b into o on DirectRunner',
+      'ERROR:apache_beam.runners.worker.sdk_worker:Error processing',
+      'Traceback (most recent call last):',
+      'E0000 00:00:1796039020.671007   23776 cuda_platform.cc:52] failed '
+      'call to cuInit: UNKNOWN ERROR (303)',
+      'WARNING: All log messages before absl::InitializeLog() is called are '
+      'written to STDERR',
+      '  File "model/bundle.py", line 388, in verify_model',
+      '    raise BundleError(',
+      'model.bundle.BundleError: the manifest names 7 outputs',
+      'error: the pipeline failed: model.bundle.BundleError: 7 outputs',
+      '(--log_level DEBUG shows the traceback)',
+  ]
+  assert _filtered(lines) == [lines[0], lines[8], lines[9]]
+
+
+def test_beam_notices_are_dropped_on_import():
+  """Importing the commands before Beam keeps Beam's import notice away."""
+  code = 'import pipeline.cli, apache_beam; print("ok")'
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  out = subprocess.run([sys.executable, '-c', code], env=env,
+                       capture_output=True, text=True, timeout=120)
+  assert out.stdout == 'ok\n' and 'apitools' not in out.stderr
