@@ -22,6 +22,8 @@ from typing import Optional, Sequence
 from runtime.argv import flag_value
 
 PROJECT_LOGGERS = ('model', 'transforms', 'pipeline', 'runtime')
+# TensorFlow's C++ log level, read when TensorFlow starts.
+TF_LOG_ENV = 'TF_CPP_MIN_LOG_LEVEL'
 LOG_LEVELS = ('DEBUG', 'INFO', 'WARNING', 'ERROR')
 DEFAULT_LOG_LEVEL = 'ERROR'
 
@@ -29,20 +31,22 @@ DEFAULT_LOG_LEVEL = 'ERROR'
 _BEAM_NOTICES = ('apitools not found', 'Resource module is not available')
 
 # Lines the stderr filter drops at the default log level. Everything else,
-# errors included, goes through unchanged.
+# errors included, goes through unchanged. Levels quiet what they can first:
+# ``TF_CPP_MIN_LOG_LEVEL`` (TensorFlow's C++ notices, oneDNN's, the CPU
+# instructions one), and Beam's ``--default_sdk_harness_log_level`` for
+# local worker processes (their harness's INFO lines). What no level
+# reaches is named here.
 _NOISE = (
-    # absl's notice before TensorFlow's first C++ log line.
+    # absl's notice before the first C++ log line of gRPC or TensorFlow.
     r'^WARNING: All log messages before absl::InitializeLog\(\) is called',
-    # C++ INFO and WARNING lines (absl/glog format), e.g. cudart_stub.cc,
-    # cpu_feature_guard.cc; ERROR and FATAL lines pass.
+    # C++ INFO and WARNING lines (absl format) logged before TensorFlow reads
+    # its log level: cudart_stub.cc's "Could not find cuda drivers".
     r'^[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.\-/]+:\d+\]',
-    # The continuation line of cpu_feature_guard's notice.
-    r'^To enable the following instructions: ',
     # An ERROR line TensorFlow prints on every machine without a GPU driver.
     r'failed call to cuInit',
-    r'oneDNN (custom operations|supports)',
     # Python log lines below ERROR in logging's default format, printed by
-    # Beam's SDK worker subprocesses (DirectRunner multi_processing).
+    # Beam's SDK worker subprocesses before their harness sets its level
+    # ("Logging handler created.", Beam's "apitools not found" on import).
     r'^(DEBUG|INFO|WARNING):[\w.]+:',
 )
 # A log record in Python logging's default format (``LEVEL:logger:message``),
@@ -136,9 +140,8 @@ class Console:
                filter_stderr: bool = True):
     level = logging.getLevelName(log_level.upper())
     quiet = level >= logging.ERROR
-    tf_level = {logging.DEBUG: '0', logging.INFO: '0', logging.WARNING: '1'}
     # Read by TensorFlow when it starts, here and in worker subprocesses.
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', tf_level.get(level, '2'))
+    os.environ.setdefault(TF_LOG_ENV, tensorflow_log_level(log_level))
     root = logging.getLogger()
     self._saved = (root.level, list(root.handlers), {
         name: logging.getLogger(name).level
@@ -234,6 +237,14 @@ def fail(message: str) -> int:
   """Prints a one-line ``error: ...`` to stderr; returns exit status 2."""
   print(f'error: {message}', file=sys.stderr)
   return 2
+
+
+def tensorflow_log_level(log_level: str) -> str:
+  """``TF_CPP_MIN_LOG_LEVEL`` for a command's ``--log_level``: TensorFlow's
+  C++ INFO and WARNING lines only when asked for."""
+  level = logging.getLevelName(log_level.upper())
+  return {logging.DEBUG: '0', logging.INFO: '0',
+          logging.WARNING: '1'}.get(level, '2')
 
 
 def log_level_from(argv: Sequence[str]) -> str:

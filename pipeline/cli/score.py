@@ -49,7 +49,7 @@ from pipeline.cli.preflight import UsageError, check_input, check_output
 from pipeline.io import kept, outdir
 from pipeline.local import scaling, warm_workers, watchdog
 from runtime import collector, console, process_exit
-from runtime.argv import flag_value
+from runtime.argv import flag_given, flag_value
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -150,10 +150,12 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
                         rebalance=args.rebalance, warm=warm_wanted)
   except ValueError as e:
     raise UsageError(str(e)) from e
-  if plan.flags and test_pipeline is None:
-    options = PipelineOptions(argv + plan.flags)
   local_processes = (scaling.is_local(options) and not plan.in_process and
                      plan.workers > 0)
+  flags = plan.flags + _harness_log_flags(argv, args.log_level,
+                                          local_processes)
+  if flags and test_pipeline is None:
+    options = PipelineOptions(argv + flags)
   warm = None
   if test_pipeline is None and warm_wanted and local_processes:
     # Started first: they import and load while this process builds the job.
@@ -165,12 +167,22 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
   try:
     with (process_exit.local_workers_marked() if local_processes
           else contextlib.nullcontext()):
-      runner = warm and warm.runner(PipelineOptions(argv + plan.flags))
+      runner = warm and warm.runner(PipelineOptions(argv + flags))
       return _check_build_and_run(args, options, plan, files, total_bytes,
                                   started, clock, test_pipeline, runner)
   finally:
     if warm is not None:
       warm.close()
+
+
+def _harness_log_flags(argv: Sequence[str], log_level: str,
+                       local_processes: bool) -> list[str]:
+  """Beam's SDK harness log level for local worker processes: the command's
+  ``--log_level``, unless given. Their log lines go to this console; those
+  of remote workers (Dataflow's logging) are left as Beam sets them."""
+  if not local_processes or flag_given(argv, 'default_sdk_harness_log_level'):
+    return []
+  return ['--default_sdk_harness_log_level', log_level]
 
 
 def _check_build_and_run(args, options, plan, files, total_bytes, started,

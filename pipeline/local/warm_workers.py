@@ -42,7 +42,7 @@ from pipeline.local.machine import (available_cores, is_local_runner,
                                     local_input_bytes, local_tf_threads,
                                     local_workers)
 from pipeline.local.processes import WARM_WORKERS_MODULE as MODULE
-from runtime import collector, internals, process_exit
+from runtime import collector, console, internals, process_exit
 from runtime.argv import flag_value
 from runtime.process_exit import SDK_WORKER_MAIN
 _SOCKET_NAME = 'workers.sock'
@@ -227,6 +227,10 @@ def start_early(argv: list[str]) -> None:
     return  # A malformed number: the command's parser says so.
   key = (workers, model, tf_threads,
          flag_value(argv, 'scoring_function') or 'auto')
+  # As the command's console will set it: TensorFlow's C++ notices stay
+  # quiet in the warm processes too.
+  os.environ.setdefault(console.TF_LOG_ENV, console.tensorflow_log_level(
+      console.log_level_from(argv)))
   _early = (key, start(workers, model=model, tf_threads=tf_threads,
                        scoring_function=key[3]))
 

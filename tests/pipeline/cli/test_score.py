@@ -157,6 +157,7 @@ def _contents(outdir):
   return out
 
 
+@pytest.mark.slow
 def test_reruns_replace_earlier_outputs_and_stay_stable(tmp_path, corpus,
                                                         trained_bundle):
   """No flip-flop: two reruns with no errors leave the same set of files."""
@@ -340,3 +341,14 @@ def test_columns_need_usable_output_names():
     ('AUTH_HEADER', True), ('author', False)])
 def test_summary_hides_only_options_that_may_hold_secrets(name, hidden):
   assert (summary.redacted({name: 'v'})[name] == '<redacted>') is hidden
+
+
+def test_local_worker_processes_log_at_the_commands_level():
+  """Beam's harness in local worker processes logs at --log_level (their
+  lines reach this console); remote workers keep Beam's own level."""
+  flags = score._harness_log_flags  # pylint: disable=protected-access
+  assert flags([], 'ERROR', True) == ['--default_sdk_harness_log_level',
+                                      'ERROR']
+  assert flags(['--log_level', 'INFO'], 'INFO', True)[-1] == 'INFO'
+  assert flags(['--default_sdk_harness_log_level=DEBUG'], 'ERROR', True) == []
+  assert flags([], 'ERROR', False) == []
