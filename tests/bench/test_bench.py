@@ -86,6 +86,7 @@ def test_split_refuses_impossible_counts(tmp_path, files):
     corpus.split_corpus(str(path), files, str(tmp_path / 'parts'))
 
 
+@pytest.mark.slow
 def test_measure_sums_a_process_tree_and_finds_beam_workers():
   # A worker started as Beam's DirectRunner starts them: under ``sh -c``,
   # with the SDK worker module among its arguments; it holds 64 MiB.
@@ -101,6 +102,7 @@ def test_measure_sums_a_process_tree_and_finds_beam_workers():
   assert result['wall_s'] > 1.5
 
 
+@pytest.mark.slow
 def test_measure_finds_workers_forked_by_a_warm_process():
   # As pipeline.local.warm_workers runs them: a ``serve`` process forks the
   # workers, which keep its command line; it is not a worker itself.
@@ -116,6 +118,7 @@ def test_measure_finds_workers_forked_by_a_warm_process():
   assert result['peak_worker_rss_mb'] > 64 > result['peak_main_rss_mb']
 
 
+@pytest.mark.slow
 def test_measure_without_workers_counts_the_process_itself():
   result = run.measure([sys.executable, '-c',
                         'import time; x = bytearray(64 << 20); time.sleep(0.5)'])
@@ -123,6 +126,7 @@ def test_measure_without_workers_counts_the_process_itself():
   assert result['peak_worker_rss_mb'] == result['peak_main_rss_mb']
 
 
+@pytest.mark.slow
 def test_measure_reports_a_failed_command_with_its_stderr():
   with pytest.raises(RuntimeError, match='exit status 3:\n.*went wrong'):
     run.measure([sys.executable, '-c',

@@ -3,6 +3,7 @@
 import os
 
 import numpy as np
+import pytest
 
 import tests.memfs as memfs
 from model import storage
@@ -19,6 +20,7 @@ def test_bundle_loads_and_scores_from_a_remote_filesystem(trained_bundle):
                                 trained_bundle.load_signature()(ids))
 
 
+@pytest.mark.slow
 def test_import_writes_a_bundle_to_a_remote_filesystem(classic, wakati):
   remote = 'memfs://bucket/imported'
   with open(classic.h5_path, 'rb') as f:

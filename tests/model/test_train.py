@@ -24,6 +24,7 @@ def _mean_correlation(scores, targets):
                            for j in range(targets.shape[1])]))
 
 
+@pytest.mark.slow
 def test_masking_lesson(tmp_path, corpus):
   """Masked: scores vary and follow the targets. Unmasked on long padding:
   the padding drowns the text and every document gets about one score."""

@@ -5,6 +5,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from pipeline.cli import score
 
@@ -19,6 +20,7 @@ def _records(outdir, kind):
   return out
 
 
+@pytest.mark.slow
 def test_every_bad_record_ends_as_score_or_error(tmp_path, trained_bundle):
   path = tmp_path / 'bad.jsonl'
   good = lambda i, text: json.dumps({'id': i, 'text': text}, ensure_ascii=False)

@@ -28,16 +28,12 @@ DirectRunner's.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import (FlinkRunnerOptions,
-                                                  JobServerOptions,
-                                                  PipelineOptions)
 
 import tests.memfs as memfs
 from pipeline import job_servers
@@ -47,6 +43,8 @@ from tests.pipeline.cli.test_score import _read_errors, _read_scores
 from transforms.handler import WORKER_COUNTER_PREFIX, worker_identity
 from transforms.metrics import NAMESPACE
 
+# Every test here starts Java: Beam's job servers, Flink, Spark.
+pytestmark = pytest.mark.cluster
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 FILES = 6
@@ -260,106 +258,3 @@ def test_flink_two_slots_score_one_file(tmp_path, corpus, trained_bundle,
   assert len(_read_scores(outdir, 'jsonl')) == good
   assert len(_read_errors(outdir)) == bad
   _assert_two_workers_scored(result, good)
-
-
-# --- Set-up: the jar through Maven, one line when something is missing ------
-
-def _one_doc(tmp_path) -> str:
-  """A real input: the checks of inputs, output and bundle come first."""
-  path = tmp_path / 'one.jsonl'
-  path.write_text('{"id": "a", "text": "猫"}\n', encoding='utf-8')
-  return str(path)
-
-
-def _path_with(tmp_path, *programs: str) -> str:
-  """A PATH holding only ``programs`` (links to the real ones)."""
-  bindir = tmp_path / 'bin'
-  bindir.mkdir()
-  for program in programs:
-    os.symlink(shutil.which(program), bindir / program)
-  return str(bindir)
-
-
-@pytest.mark.parametrize('runner', ['FlinkRunner', 'SparkRunner'])
-def test_missing_maven_says_how_to_supply_the_jar(tmp_path, monkeypatch,
-                                                  capsys, runner,
-                                                  trained_bundle):
-  monkeypatch.setenv('PATH', _path_with(tmp_path, 'java'))
-  monkeypatch.setenv(job_servers.CACHE_ENV, str(tmp_path / 'empty-cache'))
-  code = score.main(['--input', _one_doc(tmp_path), '--model',
-                     trained_bundle.path, '--output',
-                     str(tmp_path / 'out'), '--runner', runner])
-  err = capsys.readouterr().err.strip().splitlines()
-  assert code == 2
-  assert len(err) == 1 and 'Maven (mvn) is not on PATH' in err[0], err
-  flag = '--flink_job_server_jar' if runner == 'FlinkRunner' else (
-      '--spark_job_server_jar')
-  assert f'{flag} PATH' in err[0]
-
-
-def test_missing_java_is_named(tmp_path, monkeypatch, capsys,
-                               trained_bundle):
-  monkeypatch.setenv('PATH', _path_with(tmp_path, 'mvn'))
-  monkeypatch.setenv(job_servers.CACHE_ENV, str(tmp_path / 'empty-cache'))
-  code = score.main(['--input', _one_doc(tmp_path), '--model',
-                     trained_bundle.path, '--output',
-                     str(tmp_path / 'out'), '--runner', 'FlinkRunner'])
-  err = capsys.readouterr().err.strip().splitlines()
-  assert code == 2
-  assert len(err) == 1 and "'java' is not on PATH" in err[0], err
-
-
-def test_cached_jar_needs_no_maven(tmp_path, monkeypatch):
-  cached = job_servers.ensure_job_server('flink')
-  monkeypatch.setenv('PATH', _path_with(tmp_path, 'java'))
-  options = PipelineOptions(['--runner', 'FlinkRunner'])
-  job_servers.prepare_runner(options)
-  assert options.view_as(FlinkRunnerOptions).flink_job_server_jar == cached
-  properties = options.view_as(JobServerOptions).job_server_jvm_properties
-  assert set(job_servers.FLINK_JVM_PROPERTIES) <= set(properties)
-
-
-def test_jar_given_by_hand_is_kept(tmp_path, monkeypatch):
-  jar = tmp_path / 'my-job-server.jar'
-  jar.write_bytes(b'')
-  monkeypatch.setenv('PATH', _path_with(tmp_path, 'java'))
-  options = PipelineOptions(['--runner', 'SparkRunner',
-                             '--spark_job_server_jar', str(jar)])
-  job_servers.prepare_runner(options)
-  assert options.get_all_options()['spark_job_server_jar'] == str(jar)
-
-
-def test_other_runners_are_left_alone(tmp_path, monkeypatch):
-  monkeypatch.setenv('PATH', str(tmp_path))  # no Java, no Maven
-  for runner in ([], ['--runner', 'DirectRunner'],
-                 ['--runner', 'PortableRunner']):
-    options = PipelineOptions(runner)
-    job_servers.prepare_runner(options)
-    assert options.get_all_options()['flink_job_server_jar'] is None
-
-
-@pytest.mark.parametrize('spelling,name', [
-    ('FlinkRunner', 'flink'), ('flink', 'flink'), ('SparkRunner', 'spark'),
-    ('apache_beam.runners.portability.flink_runner.FlinkRunner', 'flink'),
-    ('DataflowRunner', None), ('PrismRunner', None)])
-def test_runner_names_as_users_spell_them(spelling, name):
-  assert job_servers.runner_name(PipelineOptions(['--runner', spelling])) == (
-      name)
-
-
-def test_prefetch_command_prints_the_cached_jar(tmp_path):
-  """``python -m pipeline.job_servers``, as CI runs it before the tests."""
-  cached = job_servers.ensure_job_server('flink')
-  command = [sys.executable, '-m', 'pipeline.job_servers']
-  done = subprocess.run(command + ['flink'], cwd=ROOT, env=services.env(),
-                        capture_output=True, text=True, check=False)
-  assert done.returncode == 0, done.stderr[-2000:]
-  assert done.stdout.strip() == f'flink: {cached}'
-  env = dict(services.env(), PATH=_path_with(tmp_path, 'java'))
-  done = subprocess.run(command + ['spark', '--cache_dir',
-                                   str(tmp_path / 'empty')],
-                        cwd=ROOT, env=env, capture_output=True, text=True,
-                        check=False)
-  assert done.returncode == 2
-  last = done.stderr.strip().splitlines()[-1]
-  assert last.startswith('error: ') and '--spark_job_server_jar PATH' in last

@@ -11,6 +11,7 @@ import os
 import zlib
 
 import numpy as np
+import pytest
 import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -114,6 +115,7 @@ record_strategy = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture,
                                  HealthCheck.too_slow])
@@ -180,6 +182,7 @@ def _counters(result, prefix):
   return found
 
 
+@pytest.mark.slow
 def test_one_file_is_split_over_two_worker_processes(tmp_path, corpus,
                                                      trained_bundle):
   """One input file, two worker processes: both score, same records."""

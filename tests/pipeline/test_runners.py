@@ -45,6 +45,7 @@ def _read(outdir):
   return scores, errors
 
 
+@pytest.mark.slow
 def test_three_runners_write_the_same_records(tmp_path, corpus, trained_bundle,
                                               portable_services):
   path = tmp_path / 'docs.jsonl'

@@ -88,6 +88,7 @@ def test_resume_without_a_pause_freezes_nothing(collector_state):
   assert not gc.isenabled() and gc.get_freeze_count() == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('entry', sorted(_ENTRIES))
 def test_no_collection_while_a_command_imports(entry):
   """``--help`` runs the command's whole import (Beam and the package);
@@ -95,6 +96,7 @@ def test_no_collection_while_a_command_imports(entry):
   assert _probe(entry, '--help')['late_collections'] == 0
 
 
+@pytest.mark.slow
 def test_a_run_resumes_the_collector_with_the_imports_frozen(
     tmp_path, trained_bundle):
   docs = tmp_path / 'docs.jsonl'

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from runtime import console
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -36,6 +38,7 @@ def _filtered(lines):
   return out.stdout.splitlines()
 
 
+@pytest.mark.slow
 def test_stderr_filter_drops_worker_records_with_their_tracebacks():
   """Worker subprocesses' log records (Python's default format) go, with the
   tracebacks under them; the command's own lines and foreign errors stay."""
@@ -60,6 +63,7 @@ def test_stderr_filter_drops_worker_records_with_their_tracebacks():
                              lines[14]]
 
 
+@pytest.mark.slow
 def test_noise_from_another_worker_inside_a_traceback_keeps_it_dropped():
   """Two workers share stderr: one's TensorFlow start-up lines can land
   between the lines of the other's traceback."""
@@ -80,6 +84,7 @@ def test_noise_from_another_worker_inside_a_traceback_keeps_it_dropped():
   assert _filtered(lines) == [lines[0], lines[8], lines[9]]
 
 
+@pytest.mark.slow
 def test_beam_notices_are_dropped_on_import():
   """Importing the commands before Beam keeps Beam's import notice away."""
   code = 'import pipeline.cli, apache_beam; print("ok")'

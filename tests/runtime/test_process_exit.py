@@ -27,6 +27,9 @@ atexit.register(mark, 'atexit-ran')
 sys.stdout.write('unflushed output')
 '''
 
+# Each exit is a fresh process.
+pytestmark = pytest.mark.slow
+
 
 def _run(tmp_path, body):
   env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep +

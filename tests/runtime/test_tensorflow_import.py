@@ -26,6 +26,9 @@ print(json.dumps({'scores': scores.tolist(),
                   'dense': type(layer).__name__}))
 '''
 
+# Each import is a fresh process.
+pytestmark = pytest.mark.slow
+
 
 def _run(bundle_path, ids, preload=''):
   out = subprocess.run(

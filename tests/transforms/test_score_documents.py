@@ -40,6 +40,7 @@ def test_segment_lookup_truncate(trained_bundle, wakati):
     assert_that(out, _check(check))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('scoring_function', ['auto', 'signature'])
 def test_scores_equal_the_classic_keras_pipeline(imported_bundle, classic,
                                                  corpus, scoring_function):
@@ -270,6 +271,7 @@ def test_scores_with_a_bundle_on_a_remote_filesystem(trained_bundle):
     assert_that(both, equal_to([2, 2]), label='SameRecords')
 
 
+@pytest.mark.slow
 def test_tf_threads_are_sized_before_the_probe_starts_tensorflow(
     trained_bundle):
   """An in-process job probes the model as it is built: the threads asked

@@ -29,6 +29,7 @@ def _articles(corpus):
           for i, text in enumerate(texts)]
 
 
+@pytest.mark.slow
 def test_same_scores_whatever_the_form(trained_bundle, corpus):
   """Pairs, dicts, Rows and score columns give exactly the same numbers."""
   articles = _articles(corpus)
@@ -102,6 +103,7 @@ def test_records_come_back_whole(trained_bundle, corpus):
 
 
 # Beam computes the mean of an empty proxy frame while building the graph.
+@pytest.mark.slow
 @pytest.mark.filterwarnings('ignore:invalid value encountered:RuntimeWarning')
 def test_scored_rows_feed_beam_dataframe_and_parquet(trained_bundle, corpus,
                                                      tmp_path):

@@ -34,6 +34,9 @@ OWN_STDERR = re.compile(
     r'(, \d+% of the input read'
     r'(, about \w+ left)?)?)$')
 
+# Each test runs a command, or a job with worker processes.
+pytestmark = pytest.mark.slow
+
 
 
 

@@ -2,11 +2,15 @@
 subprocess): ``python -m pipeline.train``, ``python -m pipeline.import_keras``,
 and the ``python -m model.*`` lines typed before the commands moved."""
 
+import pytest
 import json
 import os
 import re
 
 from tests.commands import ROOT, run_command
+
+# Each test runs a command.
+pytestmark = pytest.mark.slow
 
 
 

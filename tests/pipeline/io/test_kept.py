@@ -233,6 +233,7 @@ def test_jsonl_in_jsonl_out_keeps_json_types(tmp_path, corpus,
   assert "'title'" in error['reason'] and 'surrogate' in error['reason']
 
 
+@pytest.mark.slow
 def test_scores_are_the_same_with_and_without_kept_fields(tmp_path, corpus,
                                                           trained_bundle):
   records = [{'id': f'd{i}', 'text': t, 'title': f't{i}', 'n': i}
@@ -388,6 +389,7 @@ def test_parquet_in_jsonl_and_tfrecord_out(tmp_path, corpus, trained_bundle):
   assert out['12']['scores'][0] == 'float_list'
 
 
+@pytest.mark.slow
 def test_csv_in_csv_and_parquet_out_writes_text(tmp_path, corpus,
                                                 trained_bundle):
   texts = _texts(corpus, 3)
@@ -415,6 +417,7 @@ def test_csv_in_csv_and_parquet_out_writes_text(tmp_path, corpus,
       ('u1', texts[0], '007'), ('u2', texts[1], '2')]
 
 
+@pytest.mark.slow
 def test_text_in_keeps_only_the_id_and_the_text(tmp_path, corpus,
                                                 trained_bundle):
   texts = _texts(corpus, 3)
@@ -452,6 +455,7 @@ def test_jsonl_in_tfrecord_out_gives_a_feature_one_type(tmp_path, corpus,
   assert out['c']['text'] == ('bytes_list', [records[2]['text'].encode()])
 
 
+@pytest.mark.slow
 def test_the_command_in_a_subprocess(tmp_path, corpus, trained_bundle):
   records = _jsonl_records(corpus)[:2]
   path = _write_jsonl(tmp_path / 'in.jsonl', records)

@@ -17,8 +17,10 @@ from pipeline.local import machine, warm_workers
 from tests import procs
 from tests.commands import ROOT
 
-pytestmark = pytest.mark.skipif(not warm_workers.supported(),
-                                reason='warm workers run on Linux only')
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not warm_workers.supported(),
+                       reason='warm workers run on Linux only')]
 
 
 def _where(x):

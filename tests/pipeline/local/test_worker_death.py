@@ -39,9 +39,11 @@ WARM_SERVE = b'serve'
 WARM_CLIENT = b'connect'
 WARM_MARK = b'pipeline.local.warm_workers'
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith('linux'),
-                                reason='kills worker processes found by '
-                                'their command lines (Linux)')
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not sys.platform.startswith('linux'),
+                       reason='kills worker processes found by '
+                       'their command lines (Linux)')]
 
 
 def _descendants(root: int) -> list[tuple[int, list[bytes]]]:
