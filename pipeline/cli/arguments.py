@@ -13,6 +13,7 @@ import contextlib
 import difflib
 import io
 import os
+import re
 import sys
 from typing import Any, Iterable, Sequence
 
@@ -117,6 +118,8 @@ def unknown_argument_message(unknown: Sequence[str],
 
 
 _PROBE = '__ja_doc_scorer_probe__'
+# A value such as ``-1``, which argparse reads as a value, not an option.
+_NEGATIVE_NUMBER = re.compile(r'-\d+(\.\d*)?|-\.\d+')
 
 
 def _beam_knows(option: str) -> bool:
@@ -154,7 +157,8 @@ def check_beam_options(parser: StrictArgumentParser,
   if stray:
     parser.reject_unknown(stray)
   names = dict.fromkeys(arg.split('=', 1)[0] for arg in rest
-                        if arg.startswith('-') and arg != '--')
+                        if arg.startswith('-') and arg != '--' and
+                        not _NEGATIVE_NUMBER.fullmatch(arg))
   unknown = [name for name in names if not _beam_knows(name)]
   if unknown:
     parser.extra_options = {

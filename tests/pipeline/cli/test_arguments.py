@@ -34,3 +34,44 @@ def test_value_checks():
                      (arguments.non_negative_float, 'nan')):
     with pytest.raises(argparse.ArgumentTypeError):
       check(bad)
+
+
+REQUIRED = ['--input', 'x.jsonl', '--model', 'm', '--output', 'o']
+
+
+@pytest.mark.parametrize('extra,suggestion', [
+    (['--num-shards', '0'], '--num_shards'),  # dashes: Beam would drop it
+    (['--id-field', 'id'], '--id_field'),  # even with the default value
+    (['--direct_num_worker', '2'], '--direct_num_workers'),
+    (['--runer=DirectRunner'], '--runner'),
+])
+def test_options_neither_the_command_nor_beam_knows_are_refused(
+    capsys, extra, suggestion):
+  from pipeline.cli import options
+  with pytest.raises(SystemExit) as exit_:
+    options.parse_args(REQUIRED + extra)
+  assert exit_.value.code == 2
+  name = extra[0].split('=')[0]
+  assert (f'unrecognized option {name} (did you mean {suggestion}?)'
+          in capsys.readouterr().err)
+
+
+@pytest.mark.parametrize('extra,name,value', [
+    (['--streaming'], 'streaming', True),
+    (['--max_num_workers', '-1'], 'max_num_workers', -1),
+    (['--experiments=a', '--experiments', 'b'], 'experiments', ['a', 'b']),
+    (['--runner', 'FlinkRunner', '--parallelism', '2'], 'parallelism', 2),
+])
+def test_beam_options_pass_as_beam_reads_them(extra, name, value):
+  from pipeline.cli import options
+  _, parsed = options.parse_args(REQUIRED + extra)
+  assert parsed.get_all_options()[name] == value
+
+
+def test_a_bad_value_of_a_beam_option_is_one_line(capsys):
+  from pipeline.cli import options
+  with pytest.raises(SystemExit):
+    options.parse_args(REQUIRED + ['--direct_num_workers', 'two'])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 2 and 'invalid int value' in err[0]
+  assert err[1].startswith('Run ') and '--help' in err[1]
