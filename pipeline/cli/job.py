@@ -36,7 +36,7 @@ def _keep_fields(scores, opts: Any, keep_fields: list[str]):
   columns = kept.infer_columns(
       opts.input, opts.input_format, id_field=opts.id_field,
       text_field=opts.text_field, keep_fields=keep_fields,
-      keep_all_fields=opts.keep_all_fields)
+      keep_all_fields=opts.keep_all_fields, outdir=opts.output)
   if opts.output_format == 'tfrecord' or (
       opts.output_format == 'csv' and not opts.keep_all_fields):
     # TFRecord writes any field; CSV text takes any value of known names.
@@ -77,7 +77,7 @@ def build(pipeline: beam.Pipeline, opts: Any,
       opts.input, opts.input_format, id_field=opts.id_field,
       text_field=opts.text_field, split_bytes=plan.split_bytes,
       rebalance=plan.rebalance, keep_fields=keep_fields,
-      keep_all_fields=keep_all)
+      keep_all_fields=keep_all, outdir=opts.output)
   scores, errors = docs | 'ScoreDocuments' >> scorer
   counted = read_errors | 'CountReadErrors' >> beam.Map(progress.count_read_error)
   all_errors, columns = [errors, counted], None

@@ -8,6 +8,7 @@ Beam's filesystems, so ``gs://`` and local paths are checked alike.
 
 import os
 import shutil
+from typing import Optional
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -78,20 +79,35 @@ def check_bundle_output(path: str, option: str, *, overwrite: bool,
 
 
 def check_input(pattern: str, *, input_format: str = 'auto',
-                allow_empty: bool = False) -> tuple[int, int]:
+                allow_empty: bool = False,
+                outdir: Optional[str] = None) -> tuple[int, int]:
   """Checks that ``pattern`` names readable input.
 
+  Files that are no input (`pipeline.io.inputs`: names starting with ``_``
+  or ``.``, anything under ``outdir``) are left out.
+
   Returns:
-    ``(files, total bytes)``.
+    ``(files, total bytes)`` of the input.
 
   Raises:
-    UsageError: no such file, no match (unless ``allow_empty``), a
-      directory, or a file whose format the extension does not tell.
+    UsageError: no such file, no match (unless ``allow_empty``), matches
+      that are all outputs or hidden, a directory, or a file whose format
+      the extension does not tell.
   """
   try:
-    found = inputs.match_inputs(pattern)
+    matched = inputs.match_all(pattern)
   except Exception as e:  # pylint: disable=broad-except
     raise UsageError(f'--input {pattern}: cannot list it ({e}).') from e
+  found = inputs.select(matched, pattern, outdir)
+  if matched and not found:
+    under = sum(1 for m in matched
+                if outdir and inputs.is_under(m.path, outdir))
+    raise UsageError(
+        f'--input {pattern}: matches only files that are never read: '
+        f'{under} under --output {outdir} and {len(matched) - under} whose '
+        f'names start with _ or . (outputs of a run, hidden files); give '
+        f'--input a pattern of the input files, or --output another '
+        f'folder.')
   wildcard = any(c in pattern for c in '*?[')
   if is_local(pattern):
     dirs = [m.path for m in found if os.path.isdir(m.path)]

@@ -139,7 +139,8 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
     raise UsageError(str(e)) from e
   started, clock = summary.now(), time.monotonic()
   files, total_bytes = check_input(args.input, input_format=args.input_format,
-                                   allow_empty=args.allow_empty_input)
+                                   allow_empty=args.allow_empty_input,
+                                   outdir=args.output)
   check_output(args.output)
   argv = list(sys.argv[1:] if argv is None else argv)
   warm_wanted = args.warm_workers == 'auto' and warm_workers.supported()

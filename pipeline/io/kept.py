@@ -52,6 +52,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from pipeline.io import inputs
 from pipeline.io.formats import (INT64_RANGE, format_from_extension,
                                  is_compressed)
 from pipeline.io.ranges import FileRange
@@ -338,7 +339,8 @@ def infer_columns(pattern: str, input_format: str, *, id_field: str,
                   text_field: str, keep_fields: Sequence[str],
                   keep_all_fields: bool,
                   sample_records: Optional[int] = None,
-                  sample_files: Optional[int] = None) -> list[Column]:
+                  sample_files: Optional[int] = None,
+                  outdir: Optional[str] = None) -> list[Column]:
   """The kept fields as CSV/Parquet columns, from a look at the input.
 
   Reads the schema of Parquet files and the first good records of other
@@ -358,14 +360,15 @@ def infer_columns(pattern: str, input_format: str, *, id_field: str,
       (the id field itself is ``id`` when it is named ``id``).
     sample_records: records to read at most (default `SAMPLE_RECORDS`).
     sample_files: files to look at, at most (default `SAMPLE_FILES`).
+    outdir: the run's output folder, whose files are no input
+      (`pipeline.io.inputs`).
 
   Returns:
     The kept columns in order, without ``id`` and the score fields.
   """
   rules = RecordRules(id_field, text_field, keep_fields=keep_fields,
                       keep_all_fields=keep_all_fields)
-  matched = sorted(m.path for m in FileSystems.match([pattern])[0]
-                   .metadata_list)
+  matched = sorted(m.path for m in inputs.match_inputs(pattern, outdir))
   found: dict[str, Any] = {}
   budget = SAMPLE_RECORDS if sample_records is None else sample_records
   files = SAMPLE_FILES if sample_files is None else sample_files

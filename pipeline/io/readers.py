@@ -365,15 +365,20 @@ class ReadCorpus(beam.PTransform):
       the corpus in the runner's memory).
     keep_fields: fields to carry along with the id and the text.
     keep_all_fields: carry every field of each record.
+    outdir: the run's output folder: nothing under it is read. Names the
+      pattern's wildcards match that start with ``_`` or ``.`` are never
+      read either (`pipeline.io.inputs`).
   """
   def __init__(self, pattern: str, input_format: str = 'auto', *,
                id_field: str = 'id', text_field: str = 'text',
                split_bytes: int = DEFAULT_SPLIT_BYTES,
                rebalance: bool = False,
                keep_fields: Optional[Sequence[str]] = None,
-               keep_all_fields: bool = False):
+               keep_all_fields: bool = False,
+               outdir: Optional[str] = None):
     super().__init__()
     self._pattern = pattern
+    self._outdir = outdir
     self._planner = PlanRanges(input_format, split_bytes=split_bytes)
     self._reader = ReadRanges(id_field=id_field, text_field=text_field,
                               keep_fields=keep_fields,
@@ -384,6 +389,9 @@ class ReadCorpus(beam.PTransform):
     planned = (
         pbegin
         | 'MatchFiles' >> fileio.MatchFiles(self._pattern)
+        | 'SkipOutputs' >> beam.Filter(
+            lambda m, pattern, outdir: inputs.is_input(m.path, pattern, outdir),
+            self._pattern, self._outdir)
         | 'PlanRanges' >> beam.ParDo(self._planner).with_outputs(
             PlanRanges.BLOCKS, main='ranges'))
     numbered = (
