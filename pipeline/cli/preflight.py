@@ -15,6 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 from model import storage
 from pipeline.io import inputs
 from pipeline.io.formats import INPUT_FORMATS, format_from_extension
+from pipeline.io.readers import input_fields
 from pipeline.io.outdir import is_local
 
 
@@ -130,6 +131,44 @@ def check_input(pattern: str, *, input_format: str = 'auto',
           f'{f" (and {len(unknown) - 1} more files)" if len(unknown) > 1 else ""}; '
           f'give --input_format {"|".join(INPUT_FORMATS)}.')
   return len(found), inputs.size_of(found)
+
+
+# Files whose header or schema `check_fields` reads, at most (in name order):
+# enough for a corpus in shards, cheap on an object store.
+MAX_CHECKED_FILES = 100
+
+
+def check_fields(pattern: str, *, input_format: str, id_field: str,
+                 text_field: str, outdir: Optional[str] = None) -> None:
+  """Checks that CSV and Parquet input has the id and text fields.
+
+  A CSV header or a Parquet schema is the same for every record of its
+  file, so a field it lacks would make every record an error: one line
+  before any work says so instead. JSONL records are checked one by one
+  (they may differ), as the job reads them. Reads the first
+  `MAX_CHECKED_FILES` input files in name order.
+
+  Raises:
+    UsageError: a file's columns lack the field; names the option and the
+      columns the file has.
+  """
+  if input_format in ('jsonl', 'text'):
+    return
+  files = sorted(m.path for m in inputs.match_inputs(pattern, outdir))
+  for path in files[:MAX_CHECKED_FILES]:
+    fmt = input_format if input_format != 'auto' else (
+        format_from_extension(path))
+    columns = input_fields(path, fmt) if fmt in ('csv', 'parquet') else None
+    if columns is None:
+      continue
+    for option, field in (('--text_field', text_field),
+                          ('--id_field', id_field)):
+      if field not in columns:
+        shown = ', '.join(repr(c) for c in columns[:20])
+        more = f' and {len(columns) - 20} more' if len(columns) > 20 else ''
+        raise UsageError(
+            f'{option} {field}: {path} has no such column; its columns are '
+            f'{shown}{more}. Name one of them with {option}.')
 
 
 def check_output(outdir: str) -> None:

@@ -48,15 +48,12 @@ import typing
 from typing import Any, Iterator, Optional, Sequence
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from pipeline.io import inputs
-from pipeline.io.formats import (INT64_RANGE, format_from_extension,
-                                 is_compressed)
+from pipeline.io.formats import INT64_RANGE, format_from_extension
 from pipeline.io.ranges import FileRange
-from pipeline.io.readers import read_range
+from pipeline.io.readers import parquet_schema, read_range
 from pipeline.io.record_rules import ReadError, RecordRules
 from runtime.tensorflow_import import import_tensorflow
 from transforms.metrics import NAMESPACE
@@ -300,20 +297,12 @@ def _merge(a, b):
   return pa.string()
 
 
-def _open_schema(path: str):
-  import pyarrow.parquet as pq  # pylint: disable=import-outside-toplevel
-  with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
-    if is_compressed(path):
-      f = io.BytesIO(f.read())
-    return pq.ParquetFile(f).schema_arrow
-
-
 def _file_fields(path: str, fmt: str, rules: RecordRules,
                  budget: int) -> tuple[dict[str, Any], int]:
   """``{field: Arrow type or None}`` of one file, and the records read."""
   if fmt == 'parquet':
     try:
-      schema = _open_schema(path)
+      schema = parquet_schema(path)
     except Exception as e:  # pylint: disable=broad-except
       _LOGGER.warning('Cannot read the schema of %s (%s)', path, e)
       return {}, 0

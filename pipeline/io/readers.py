@@ -100,6 +100,12 @@ def _wide_lines(f, rng: FileRange) -> Iterator[tuple[int, Union[str, ReadError]]
     yield number, line[:-1] if line.endswith('\r') else line
 
 
+def _not_json(constant: str):
+  """``NaN``, ``Infinity`` and ``-Infinity``, which Python's JSON reader
+  accepts and JSON does not: such a line is invalid JSON like any other."""
+  raise ValueError(f'{constant} is not a JSON value')
+
+
 class _RangeReader:
   """Reads one `FileRange` into ``(id, text)`` pairs and `ReadError` s."""
   def __init__(self, rules: RecordRules, on_bytes=None, on_blank=None):
@@ -180,7 +186,7 @@ class _RangeReader:
 
   def _json(self, line: str, source: str):
     try:
-      record = json.loads(line)
+      record = json.loads(line, parse_constant=_not_json)
     except ValueError as e:
       return ReadError(source, f'invalid JSON ({e}).')
     except RecursionError:
@@ -201,14 +207,18 @@ class _RangeReader:
       first = False
       yield raw.decode('utf-8', errors='surrogateescape')
 
-  def _csv(self, f, rng: FileRange):
+  def csv_reader(self, f, rng: FileRange):
+    """A ``csv.reader`` over a whole CSV or TSV file (any encoding)."""
     head = f.read(4)
     encoding = wide_encoding(head)
     if encoding:
       rng = rng._replace(encoding=encoding)
     lines = self._csv_lines(_Prefixed(head, f), rng)
     dialect = 'excel-tab' if '.tsv' in rng.path.lower() else 'excel'
-    reader = csv.reader(lines, dialect=dialect)
+    return csv.reader(lines, dialect=dialect)
+
+  def _csv(self, f, rng: FileRange):
+    reader = self.csv_reader(f, rng)
     header, line = None, 0
     while True:
       start = reader.line_num + 1
@@ -296,6 +306,35 @@ class _Prefixed:
       self._head = head[i:]
       return head[:i]
     return head + self._f.readline()
+
+
+def input_fields(path: str, fmt: str) -> Optional[list[str]]:
+  """The fields every record of a file has: a CSV's header row or a Parquet
+  file's columns; None for other formats, or a file that cannot be read
+  (its records say why when the job reads it)."""
+  try:
+    if fmt == 'parquet':
+      return list(parquet_schema(path).names)
+    if fmt != 'csv':
+      return None
+    csv.field_size_limit(min(sys.maxsize, (1 << 31) - 1))
+    with compression.open_input(path) as f:
+      for row in _RangeReader(RecordRules()).csv_reader(
+          f, FileRange(path, 'csv', 0, -1)):
+        if row and any(cell.strip() for cell in row):
+          return row
+  except Exception:  # pylint: disable=broad-except
+    return None
+  return None
+
+
+def parquet_schema(path: str):
+  """The Arrow schema of a Parquet file (compressed or not)."""
+  import pyarrow.parquet as pq  # pylint: disable=import-outside-toplevel
+  with compression.open_input(path) as f:
+    if is_compressed(path):
+      f = io.BytesIO(f.read())
+    return pq.ParquetFile(f).schema_arrow
 
 
 def read_range(rng: FileRange, rules: Optional[RecordRules] = None

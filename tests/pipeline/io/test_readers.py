@@ -328,3 +328,44 @@ def test_a_file_is_cut_into_equal_ranges_within_split_bytes(tmp_path, size,
   assert 0 < min(lengths) and max(lengths) <= split
   assert len(blocks) == -(-size // split)  # no more ranges than needed
   assert max(lengths[:-1]) - min(lengths) <= len(blocks)
+
+
+_NON_JSON = st.sampled_from([float('nan'), float('inf'), float('-inf')])
+_JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(),
+                       st.floats(allow_nan=False, allow_infinity=False),
+                       st.text(max_size=5))
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow,
+                                                  HealthCheck.function_scoped_fixture])
+@given(value=st.recursive(
+    st.one_of(_JSON_LEAF, _NON_JSON),
+    lambda inner: st.lists(inner, max_size=3) |
+    st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=6),
+       where=st.sampled_from(['id', 'text', 'extra']))
+def test_nan_and_infinity_anywhere_make_the_line_invalid_json(
+    tmp_path, value, where):
+  """``json.loads`` reads NaN, Infinity and -Infinity; JSON has no such
+  values, so a line that holds one is invalid JSON wherever it is."""
+  record = {'id': 'a', 'text': '猫', where: value}
+  line = json.dumps(record, ensure_ascii=False)  # allow_nan: writes NaN
+  path = tmp_path / 'docs.jsonl'
+  path.write_text(line + '\n', encoding='utf-8')
+  [item] = list(read_range(FileRange(str(path), 'jsonl', 0, -1)))
+  if _non_finite(value):
+    assert isinstance(item, ReadError), item
+    assert item.reason.startswith('invalid JSON (') and (
+        'is not a JSON value' in item.reason)
+  else:
+    assert not (isinstance(item, ReadError) and
+                item.reason.startswith('invalid JSON')), item
+
+
+def _non_finite(value) -> bool:
+  if isinstance(value, float):
+    return value != value or value in (float('inf'), float('-inf'))
+  if isinstance(value, dict):
+    return any(_non_finite(v) for v in value.values())
+  if isinstance(value, list):
+    return any(_non_finite(v) for v in value)
+  return False
