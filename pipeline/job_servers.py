@@ -31,6 +31,10 @@ Run ``python -m pipeline.job_servers flink spark`` to fetch both jars ahead of
 time (CI does, so that the jars are cached between runs).
 """
 
+# First: the console drops Beam's import notices (``python -m
+# pipeline.job_servers`` prints only its own lines).
+from runtime import console as _console  # pylint: disable=unused-import  # isort: skip
+
 import argparse
 import contextlib
 import dataclasses
