@@ -98,7 +98,9 @@ def test_json_edge_cases_are_scored_or_explained(tmp_path, trained_bundle):
   assert 'unpaired surrogate' in by_line[f'{path}:2']
   assert 'unpaired surrogate' in errors[[e['id'] for e in errors].index(
       'lone-text')]['reason']
-  for line, kind in ((5, 'dict'), (6, 'list'), (7, 'bool'), (8, 'float'),
+  # NaN is no JSON value (json.loads reads it): the line is invalid JSON.
+  for line, kind in ((5, 'dict'), (6, 'list'), (7, 'bool'),
+                     (8, 'invalid JSON (NaN is not a JSON value)'),
                      (9, 'float'), (10, 'within 64 bits'), (12, 'empty'),
                      (13, 'missing')):
     assert kind in by_line[f'{path}:{line}'], line
