@@ -32,7 +32,7 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Any, NoReturn, Optional, Sequence
+from typing import Any, Callable, NoReturn, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -88,11 +88,24 @@ def _metrics_while_running(result) -> bool:
 
 
 def _run_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace,
-                  reporter: progress.ProgressReporter):
+                  reporter: progress.ProgressReporter,
+                  describe: Callable[[Any, dict[str, int]], dict[str, Any]]):
   """Runs ``pipeline`` with the earlier outputs set aside; returns the
-  result. Whatever happens, no temporary folder stays behind and the output
-  directory holds either this run's outputs or the earlier ones
-  (`pipeline.io.outdir.finish`)."""
+  result, its ``summary`` written to ``_SUMMARY.json``. Whatever happens, no
+  temporary folder stays behind and the output directory holds either this
+  run's outputs or the earlier ones (`pipeline.io.outdir`).
+
+  Args:
+    pipeline: the job.
+    args: the command's options.
+    reporter: the progress line.
+    describe: makes the summary of a finished run from its result and what
+      was recovered of a killed run's leftovers.
+  """
+  recovered = outdir.recover(args.output)
+  if recovered:
+    _LOGGER.info('Recovered %s from a run that was killed: %s', args.output,
+                 _recovery_text(recovered))
   moved = outdir.set_aside_earlier_outputs(args.output)
   if moved:
     _LOGGER.debug('Set aside %d files of an earlier run', moved)
@@ -115,9 +128,22 @@ def _run_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace,
         result.cancel()
       except Exception:  # pylint: disable=broad-except
         _LOGGER.warning('Could not cancel the job; it may still run.')
+    def write_summary():
+      result.summary = describe(result, recovered)
+      summary.write_summary(args.output, result.summary)
     outdir.finish(args.output, succeeded=succeeded,
-                  output_format=args.output_format)
+                  output_format=args.output_format, complete=write_summary)
   return result
+
+
+def _recovery_text(recovered: dict[str, int]) -> str:
+  """What `outdir.recover` did, in words."""
+  words = {'restored': 'put back {} files of the earlier output',
+           'partial': 'removed {} files the killed run had written',
+           'temporary_folders': 'removed {} temporary folders',
+           'dropped': 'finished the killed run (its output was complete)',
+           'emptied': 'removed its empty _previous/ folder'}
+  return '; '.join(words[k].format(v) for k, v in recovered.items())
 
 
 def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
@@ -232,13 +258,13 @@ def _check_build_and_run(args, options, plan, files, total_bytes, started,
   # while they imported Beam and, in this process or not, TensorFlow, loaded
   # the model and built the job: all of which stays until the process ends.
   collector.resume(freeze=True)
+  def describe(result, recovered):
+    return summary.record(
+        result, args, options, started=started,
+        seconds=time.monotonic() - clock, files=files,
+        total_bytes=total_bytes, recovered=recovered)
   with _progress(args.progress_secs, total_bytes or None) as reporter:
-    result = _run_pipeline(pipeline, args, reporter)
-  result.summary = summary.record(
-      result, args, options, started=started,
-      seconds=time.monotonic() - clock, files=files, total_bytes=total_bytes)
-  summary.write_summary(args.output, result.summary)
-  return result
+    return _run_pipeline(pipeline, args, reporter, describe)
 
 
 def _short(error: BaseException) -> str:

@@ -9,7 +9,7 @@ redacted before they are written.
 import datetime
 import hashlib
 import json
-from typing import Any
+from typing import Any, Optional
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
@@ -79,7 +79,8 @@ def now() -> str:
 
 
 def record(result: Any, args: Any, options: Any, *, started: str,
-           seconds: float, files: int, total_bytes: int) -> dict[str, Any]:
+           seconds: float, files: int, total_bytes: int,
+           recovered: Optional[dict[str, int]] = None) -> dict[str, Any]:
   """What ``_SUMMARY.json`` holds for a run that succeeded.
 
   Args:
@@ -90,6 +91,8 @@ def record(result: Any, args: Any, options: Any, *, started: str,
     seconds: how long it took.
     files: the input files.
     total_bytes: their size.
+    recovered: what the run found and mended of a killed run's leftovers
+      (`pipeline.io.outdir.recover`).
   """
   return {
       'command': 'pipeline.score',
@@ -106,6 +109,7 @@ def record(result: Any, args: Any, options: Any, *, started: str,
       'pipeline_options': redacted(options.get_all_options(
           drop_default=True)),
       'packages': package_versions(PACKAGES),
+      'recovered': recovered or {},
   }
 
 

@@ -14,12 +14,23 @@ that a failed run is cleaned up one way only.
 `finish` is the end of every run: it removes the temporary folders, then
 either drops the earlier outputs (success) or puts them back in place of any
 shard the run wrote (failure). Nothing half-written stays under a final name.
+
+`recover` is the start of every run: a run that was killed (SIGKILL, power
+loss) had no chance to finish, and left ``_previous/``, ``beam-temp-*``
+folders or a partial set of shards. While a run goes, ``_previous/`` holds
+the last complete output, so it is put back in place of what the killed run
+wrote. Marks in ``_previous/`` tell the moments apart where that would be
+wrong: ``.setting_aside`` and ``.restoring`` (the earlier output was moving
+in or out: the files in place are earlier ones too, so the rest joins them)
+and ``.dropping`` (the run had succeeded and was deleting it: its own
+output is complete, so ``_previous/`` goes).
 """
 
 import logging
 import os
+import re
 import shutil
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -31,12 +42,19 @@ SCORES_PREFIX = 'scores'
 ERRORS_PREFIX = '_errors'
 SUMMARY_NAME = '_SUMMARY.json'
 PREVIOUS = '_previous'
+# Marks written into _previous/ while files move into it, before it is
+# dropped, and before it is moved back.
+_SETTING_ASIDE = '.setting_aside'
+_DROPPING = '.dropping'
+_RESTORING = '.restoring'
+_MARKS = (_SETTING_ASIDE, _DROPPING, _RESTORING)
 # Error shards of earlier versions of the command (``errors-*``) are outputs
 # too: a rerun sets them aside and replaces them.
 _OLD_ERRORS_PREFIX = 'errors'
 OUTPUT_SHARDS = tuple(f'{p}-*-of-*' for p in (SCORES_PREFIX, ERRORS_PREFIX,
                                                 _OLD_ERRORS_PREFIX))
 OUTPUT_PATTERNS = OUTPUT_SHARDS + (SUMMARY_NAME,)
+_SHARD = re.compile(r'(?P<prefix>.+)-(?P<i>\d+)-of-(?P<n>\d+)(\.\w+)*$')
 TEMP_PREFIXES = tuple(f'beam-temp-{p}-' for p in (
     SCORES_PREFIX, ERRORS_PREFIX, _OLD_ERRORS_PREFIX))
 
@@ -74,36 +92,124 @@ def _move(paths: Sequence[str], directory: str) -> None:
       FileSystems.join(directory, FileSystems.split(p)[1]) for p in paths])
 
 
-def set_aside_earlier_outputs(outdir: str) -> int:
-  """Moves an earlier run's outputs to ``OUTDIR/_previous/``.
+def _previous_files(outdir: str) -> list[str]:
+  """The outputs set aside in ``_previous/`` (its marks left out)."""
+  return [p for p in _match(FileSystems.join(outdir, PREVIOUS, '*'))
+          if FileSystems.split(p)[1] not in _MARKS]
 
-  Files already there (a run that was killed) stay there unless newer
-  outputs replace them. Returns how many files were moved.
-  """
+
+def _mark(outdir: str, name: str) -> None:
+  storage.write_bytes(FileSystems.join(outdir, PREVIOUS, name), b'')
+
+
+def _has_mark(outdir: str, name: str) -> bool:
+  return FileSystems.exists(FileSystems.join(outdir, PREVIOUS, name))
+
+
+def _remove_previous(outdir: str) -> None:
+  """Deletes ``_previous/``: its files first, its marks last (a kill in
+  between must still find the mark that says what was going on)."""
   previous = FileSystems.join(outdir, PREVIOUS)
-  current = output_files(outdir)
-  if current and _match(FileSystems.join(previous, '*')):
+  files = _previous_files(outdir)
+  if files:
+    FileSystems.delete(files)
+  if FileSystems.exists(previous) or _match(FileSystems.join(previous, '*')):
     storage.remove_tree(previous)
-  _move(current, previous)
+
+
+def recover(outdir: str) -> dict[str, int]:
+  """Puts ``outdir`` back as a killed run should have left it (see the
+  module docstring). Returns what was done, by what (empty: nothing was
+  left behind): ``temporary_folders`` removed, ``restored`` earlier files
+  put back, ``partial`` files of the killed run removed, ``dropped`` (the
+  killed run had succeeded) or ``emptied`` (nothing was set aside yet)."""
+  done: dict[str, int] = {}
+  temp = _temporary_folders(outdir)
+  if temp:
+    remove_temporary_files(outdir)
+    done['temporary_folders'] = len(temp)
+  previous = FileSystems.join(outdir, PREVIOUS)
+  if not (FileSystems.exists(previous) or _match(
+      FileSystems.join(previous, '*'))):
+    partial = _partial_set(outdir)
+    if partial:  # A run killed while it renamed, with no earlier output.
+      FileSystems.delete(partial)
+      done['partial'] = len(partial)
+    return done
+  earlier = _previous_files(outdir)
+  if not earlier or _has_mark(outdir, _DROPPING):
+    # Nothing was set aside yet, or all of it was deleted already, or the
+    # killed run had succeeded: what is in place is the output.
+    dropping = _has_mark(outdir, _DROPPING)
+    _remove_previous(outdir)
+    done['dropped' if dropping else 'emptied'] = 1
+    return done
+  if not (_has_mark(outdir, _RESTORING) or _has_mark(outdir, _SETTING_ASIDE)):
+    partial = output_files(outdir)
+    if partial:
+      FileSystems.delete(partial)
+      done['partial'] = len(partial)
+  _move(earlier, outdir)
+  _remove_previous(outdir)
+  done['restored'] = len(earlier)
+  return done
+
+
+def _partial_set(outdir: str) -> list[str]:
+  """The output shards when some ``PREFIX-SSSSS-of-NNNNN`` set lacks a
+  shard (a run killed while its sink renamed them), else none."""
+  shards = [p for name in OUTPUT_SHARDS
+            for p in _match(FileSystems.join(outdir, name))]
+  sets: dict[tuple[str, int], set[int]] = {}
+  for path in shards:
+    match = _SHARD.match(FileSystems.split(path)[1])
+    if match:
+      sets.setdefault((match['prefix'], int(match['n'])), set()).add(
+          int(match['i']))
+  if any(found != set(range(n)) for (_, n), found in sets.items()):
+    return shards
+  return []
+
+
+def set_aside_earlier_outputs(outdir: str) -> int:
+  """Moves an earlier run's outputs to ``OUTDIR/_previous/`` (after
+  `recover`). Returns how many files were moved."""
+  current = output_files(outdir)
+  if current:
+    _mark(outdir, _SETTING_ASIDE)
+    _move(current, FileSystems.join(outdir, PREVIOUS))
+    FileSystems.delete([FileSystems.join(outdir, PREVIOUS, _SETTING_ASIDE)])
   return len(current)
 
 
 def restore_earlier_outputs(outdir: str) -> None:
   """Puts the outputs set aside back, in place of any the run wrote."""
-  previous = FileSystems.join(outdir, PREVIOUS)
   stale = output_files(outdir)
   if stale:
     FileSystems.delete(stale)
-  _move(_match(FileSystems.join(previous, '*')), outdir)
-  if FileSystems.exists(previous):
-    storage.remove_tree(previous)
+  earlier = _previous_files(outdir)
+  if earlier:
+    _mark(outdir, _RESTORING)
+  _move(earlier, outdir)
+  _remove_previous(outdir)
 
 
 def drop_earlier_outputs(outdir: str) -> None:
   """Deletes the outputs set aside (the run succeeded)."""
-  previous = FileSystems.join(outdir, PREVIOUS)
-  if FileSystems.exists(previous) or _match(FileSystems.join(previous, '*')):
-    storage.remove_tree(previous)
+  if _previous_files(outdir):
+    _mark(outdir, _DROPPING)
+  _remove_previous(outdir)
+
+
+def _temporary_folders(outdir: str) -> list[str]:
+  if is_local(outdir):
+    try:
+      return [n for n in os.listdir(outdir) if n.startswith(TEMP_PREFIXES)]
+    except OSError:
+      return []
+  return sorted({FileSystems.split(FileSystems.split(p)[0])[1]
+                 for prefix in TEMP_PREFIXES
+                 for p in _match(FileSystems.join(outdir, prefix + '*', '*'))})
 
 
 def remove_temporary_files(outdir: str) -> None:
@@ -133,15 +239,27 @@ def remove_empty_jsonl(outdir: str) -> None:
     FileSystems.delete(empty)
 
 
-def finish(outdir: str, *, succeeded: bool, output_format: str) -> None:
+def finish(outdir: str, *, succeeded: bool, output_format: str,
+           complete: Optional[Callable[[], None]] = None) -> None:
   """Leaves ``outdir`` as a run must: this run's outputs when it
   ``succeeded``, else the earlier ones (or none), never a partial set and
-  never a temporary folder."""
+  never a temporary folder.
+
+  Args:
+    outdir: the output folder.
+    succeeded: whether the run succeeded.
+    output_format: the scores' format.
+    complete: on success, called once the outputs are in place and before
+      the earlier ones are dropped (the summary is written there, so that a
+      kill at any moment leaves a complete output or the earlier one).
+  """
   remove_temporary_files(outdir)
   if succeeded:
-    drop_earlier_outputs(outdir)
     if output_format == 'jsonl':
       remove_empty_jsonl(outdir)
+    if complete is not None:
+      complete()
+    drop_earlier_outputs(outdir)
   else:
     restore_earlier_outputs(outdir)
     _LOGGER.debug('Restored the earlier outputs of %s', outdir)
