@@ -153,6 +153,32 @@ def test_truncated_archive_costs_its_rest_not_the_job(tmp_path):
   assert 'truncated' in last.reason
 
 
+@pytest.mark.parametrize('suffix', sorted(CODECS))
+@pytest.mark.parametrize('cut', [0.02, 0.5, 0.98])
+def test_every_codec_cut_short_says_so_after_the_records_before_the_cut(
+    tmp_path, suffix, cut):
+  """Any codec, cut anywhere: the records read are the first ones, in
+  order, and the file ends in an error naming it: never a silent end."""
+  path = str(tmp_path / f'docs.jsonl{suffix}')
+  data = CODECS[suffix](encode('jsonl', DOCS * 300))
+  with open(path, 'wb') as f:
+    f.write(data[:max(1, int(len(data) * cut))])
+  results = read_all(path)
+  docs = good(results)
+  assert docs == (DOCS * 300)[:len(docs)]
+  assert isinstance(results[-1], ReadError) and results[-1].source == path
+  assert len(errors(results)) == 1
+
+
+@pytest.mark.parametrize('suffix', ['.gz', '.bz2', '.xz', '.zst'])
+def test_concatenated_streams_read_as_one_file(tmp_path, suffix):
+  path = str(tmp_path / f'docs.jsonl{suffix}')
+  with open(path, 'wb') as f:
+    f.write(CODECS[suffix](encode('jsonl', DOCS[:2])) +
+            CODECS[suffix](encode('jsonl', DOCS[2:])))
+  assert read_all(path) == DOCS
+
+
 @pytest.mark.parametrize('encoding', ['utf-16', 'utf-16-le', 'utf-16-be',
                                       'utf-32'])
 def test_utf16_and_utf32_files_with_a_bom(tmp_path, encoding):
