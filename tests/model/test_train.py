@@ -91,6 +91,7 @@ def test_bad_training_records_name_the_line(tmp_path, line, fragment):
     read_training_records(str(path))
 
 
+@pytest.mark.slow
 def test_cli_with_word2vec_text_vectors(tmp_path, capsys, corpus, wakati):
   from gensim.models import Word2Vec
   from model.text import TokenizerConfig

@@ -87,6 +87,7 @@ def test_three_runners_write_the_same_records(tmp_path, corpus, trained_bundle,
                                  err_msg=f'{name} {doc_id}')
 
 
+@pytest.mark.slow
 def test_one_model_per_process_shared_across_threads(tmp_path, corpus,
                                                      trained_bundle):
   path = tmp_path / 'docs.jsonl'

@@ -70,6 +70,7 @@ def test_a_field_the_columns_lack_is_one_line_before_any_work(
   assert not out.exists()  # no work: not even the output folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', FILES)
 def test_the_right_fields_score_every_row(tmp_path, trained_bundle, name):
   path = _write(str(tmp_path), name)

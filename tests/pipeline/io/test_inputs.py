@@ -74,6 +74,7 @@ def _summary(outdir):
     return json.load(f)['counts']
 
 
+@pytest.mark.slow
 def test_an_output_inside_the_input_folder_is_never_read(tmp_path,
                                                           trained_bundle):
   data = str(tmp_path / 'data')
@@ -103,6 +104,7 @@ def test_a_pattern_of_outputs_only_is_an_error_naming_both_options(
   assert '--output' in line
 
 
+@pytest.mark.slow
 def test_outputs_on_an_object_store_are_skipped_too(tmp_path, trained_bundle):
   local = str(tmp_path / 'data')
   _corpus(local)

@@ -354,6 +354,7 @@ def test_parquet_in_parquet_out_keeps_the_column_types(tmp_path, corpus,
   assert _errors(tmp_path / 'out') == []
 
 
+@pytest.mark.slow
 def test_parquet_in_jsonl_and_tfrecord_out(tmp_path, corpus, trained_bundle):
   table = _parquet_input(tmp_path / 'in.parquet', corpus)
   want = {r['doc']: r for r in table.to_pylist()}
