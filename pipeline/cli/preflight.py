@@ -8,7 +8,7 @@ Beam's filesystems, so ``gs://`` and local paths are checked alike.
 
 import os
 import shutil
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -25,7 +25,7 @@ class UsageError(ValueError):
 
 def check_input_file(path: str, option: str) -> None:
   """Raises `UsageError` unless ``path`` is an existing file."""
-  if '://' not in path and os.path.isdir(path):
+  if is_local(path) and os.path.isdir(path):
     raise UsageError(f'{option} {path}: is a directory; give a file.')
   try:
     exists = FileSystems.exists(path)
@@ -81,14 +81,14 @@ def check_bundle_output(path: str, option: str, *, overwrite: bool,
 
 def check_input(pattern: str, *, input_format: str = 'auto',
                 allow_empty: bool = False,
-                outdir: Optional[str] = None) -> tuple[int, int]:
+                outdir: Optional[str] = None) -> list[Any]:
   """Checks that ``pattern`` names readable input.
 
   Files that are no input (`pipeline.io.inputs`: names starting with ``_``
   or ``.``, anything under ``outdir``) are left out.
 
   Returns:
-    ``(files, total bytes)`` of the input.
+    The ``FileMetadata`` of the input files.
 
   Raises:
     UsageError: no such file, no match (unless ``allow_empty``), matches
@@ -130,7 +130,7 @@ def check_input(pattern: str, *, input_format: str = 'auto',
           f'--input: cannot tell the format of {unknown[0]} from its name'
           f'{f" (and {len(unknown) - 1} more files)" if len(unknown) > 1 else ""}; '
           f'give --input_format {"|".join(INPUT_FORMATS)}.')
-  return len(found), inputs.size_of(found)
+  return found
 
 
 # Files whose header or schema `check_fields` reads, at most (in name order):
@@ -138,15 +138,16 @@ def check_input(pattern: str, *, input_format: str = 'auto',
 MAX_CHECKED_FILES = 100
 
 
-def check_fields(pattern: str, *, input_format: str, id_field: str,
-                 text_field: str, outdir: Optional[str] = None) -> None:
+def check_fields(files: Sequence[str], *, input_format: str, id_field: str,
+                 text_field: str) -> None:
   """Checks that CSV and Parquet input has the id and text fields.
 
   A CSV header or a Parquet schema is the same for every record of its
   file, so a field it lacks would make every record an error: one line
   before any work says so instead. JSONL records are checked one by one
   (they may differ), as the job reads them. Reads the first
-  `MAX_CHECKED_FILES` input files in name order.
+  `MAX_CHECKED_FILES` of ``files`` (the input, `check_input`) in name
+  order.
 
   Raises:
     UsageError: a file's columns lack the field; names the option and the
@@ -154,8 +155,7 @@ def check_fields(pattern: str, *, input_format: str, id_field: str,
   """
   if input_format in ('jsonl', 'text'):
     return
-  files = sorted(m.path for m in inputs.match_inputs(pattern, outdir))
-  for path in files[:MAX_CHECKED_FILES]:
+  for path in sorted(files)[:MAX_CHECKED_FILES]:
     fmt = input_format if input_format != 'auto' else (
         format_from_extension(path))
     columns = input_fields(path, fmt) if fmt in ('csv', 'parquet') else None

@@ -47,7 +47,7 @@ from pipeline.cli.job import build, load_scorer
 from pipeline.cli.options import parse_args
 from pipeline.cli.preflight import (UsageError, check_fields, check_input,
                                     check_output)
-from pipeline.io import kept, outdir
+from pipeline.io import inputs, kept, outdir
 from pipeline.local import scaling, warm_workers, watchdog
 from runtime import collector, console, process_exit
 from runtime.argv import flag_given, flag_value
@@ -165,12 +165,11 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
   except ValueError as e:
     raise UsageError(str(e)) from e
   started, clock = summary.now(), time.monotonic()
-  files, total_bytes = check_input(args.input, input_format=args.input_format,
-                                   allow_empty=args.allow_empty_input,
-                                   outdir=args.output)
-  check_fields(args.input, input_format=args.input_format,
-               id_field=args.id_field, text_field=args.text_field,
-               outdir=args.output)
+  found = check_input(args.input, input_format=args.input_format,
+                      allow_empty=args.allow_empty_input, outdir=args.output)
+  check_fields([m.path for m in found], input_format=args.input_format,
+               id_field=args.id_field, text_field=args.text_field)
+  files, total_bytes = len(found), inputs.size_of(found)
   check_output(args.output)
   argv = list(sys.argv[1:] if argv is None else argv)
   warm_wanted = args.warm_workers == 'auto' and warm_workers.supported()

@@ -106,15 +106,21 @@ def _has_mark(outdir: str, name: str) -> bool:
   return FileSystems.exists(FileSystems.join(outdir, PREVIOUS, name))
 
 
+def _has_previous(outdir: str) -> bool:
+  """Whether ``_previous/`` is there (on object stores: any file below)."""
+  previous = FileSystems.join(outdir, PREVIOUS)
+  return bool(FileSystems.exists(previous) or
+              _match(FileSystems.join(previous, '*')))
+
+
 def _remove_previous(outdir: str) -> None:
   """Deletes ``_previous/``: its files first, its marks last (a kill in
   between must still find the mark that says what was going on)."""
-  previous = FileSystems.join(outdir, PREVIOUS)
   files = _previous_files(outdir)
   if files:
     FileSystems.delete(files)
-  if FileSystems.exists(previous) or _match(FileSystems.join(previous, '*')):
-    storage.remove_tree(previous)
+  if _has_previous(outdir):
+    storage.remove_tree(FileSystems.join(outdir, PREVIOUS))
 
 
 def recover(outdir: str) -> dict[str, int]:
@@ -124,23 +130,20 @@ def recover(outdir: str) -> dict[str, int]:
   put back, ``partial`` files of the killed run removed, ``dropped`` (the
   killed run had succeeded) or ``emptied`` (nothing was set aside yet)."""
   done: dict[str, int] = {}
-  temp = _temporary_folders(outdir)
+  temp = remove_temporary_files(outdir)
   if temp:
-    remove_temporary_files(outdir)
-    done['temporary_folders'] = len(temp)
-  previous = FileSystems.join(outdir, PREVIOUS)
-  if not (FileSystems.exists(previous) or _match(
-      FileSystems.join(previous, '*'))):
+    done['temporary_folders'] = temp
+  if not _has_previous(outdir):
     partial = _partial_set(outdir)
     if partial:  # A run killed while it renamed, with no earlier output.
       FileSystems.delete(partial)
       done['partial'] = len(partial)
     return done
   earlier = _previous_files(outdir)
-  if not earlier or _has_mark(outdir, _DROPPING):
+  dropping = _has_mark(outdir, _DROPPING)
+  if not earlier or dropping:
     # Nothing was set aside yet, or all of it was deleted already, or the
     # killed run had succeeded: what is in place is the output.
-    dropping = _has_mark(outdir, _DROPPING)
     _remove_previous(outdir)
     done['dropped' if dropping else 'emptied'] = 1
     return done
@@ -201,32 +204,22 @@ def drop_earlier_outputs(outdir: str) -> None:
   _remove_previous(outdir)
 
 
-def _temporary_folders(outdir: str) -> list[str]:
+def remove_temporary_files(outdir: str) -> int:
+  """Deletes the ``beam-temp-*`` folders of this command's sinks; returns
+  how many there were."""
   if is_local(outdir):
     try:
-      return [n for n in os.listdir(outdir) if n.startswith(TEMP_PREFIXES)]
+      names = [n for n in os.listdir(outdir) if n.startswith(TEMP_PREFIXES)]
     except OSError:
-      return []
-  return sorted({FileSystems.split(FileSystems.split(p)[0])[1]
-                 for prefix in TEMP_PREFIXES
-                 for p in _match(FileSystems.join(outdir, prefix + '*', '*'))})
-
-
-def remove_temporary_files(outdir: str) -> None:
-  """Deletes the ``beam-temp-*`` folders of this command's sinks."""
-  if is_local(outdir):
-    try:
-      names = os.listdir(outdir)
-    except OSError:
-      return
+      return 0
     for name in names:
-      if name.startswith(TEMP_PREFIXES):
-        shutil.rmtree(os.path.join(outdir, name), ignore_errors=True)
-    return
+      shutil.rmtree(os.path.join(outdir, name), ignore_errors=True)
+    return len(names)
   files = [p for prefix in TEMP_PREFIXES
            for p in _match(FileSystems.join(outdir, prefix + '*', '*'))]
   if files:
     FileSystems.delete(files)
+  return len({FileSystems.split(p)[0] for p in files})
 
 
 def remove_empty_jsonl(outdir: str) -> None:
