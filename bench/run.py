@@ -58,6 +58,7 @@ from bench import report
 from bench.corpus import MAXLEN, make_corpus, split_corpus
 from bench.variants import make_classic_model, read_texts, save_scores
 from pipeline.local.processes import WARM_WORKERS_MODULE
+from runtime import sdk_worker
 from runtime.process_exit import SDK_WORKER_MAIN
 
 _LOGGER = logging.getLogger(__name__)
@@ -77,6 +78,8 @@ FLOORS = ('floor_mecab', 'floor_model')
 #: The module Beam's DirectRunner runs its worker processes with, in
 #: ``multi_processing`` mode (``python -m ...``, under ``sh -c``).
 SDK_WORKER_MODULE = SDK_WORKER_MAIN
+#: What the DirectRunner's cold worker processes of a scoring job run.
+COLD_MODULE = sdk_worker.MODULE
 #: `pipeline.local.warm_workers`: one ``serve`` process imports, then forks
 #: the SDK worker processes (which keep its command line).
 WARM_MODULE = WARM_WORKERS_MODULE
@@ -84,10 +87,12 @@ WARM_MODULE = WARM_WORKERS_MODULE
 
 def _is_sdk_worker(command: list[str], parent: list[str]) -> bool:
   """Whether a process runs a Beam SDK worker, from its and its parent's
-  command lines: Beam's own, or one that a warm process forked."""
+  command lines: Beam's own, a scoring job's cold one, or one that a warm
+  process forked."""
   def warm(cmd):
     return WARM_MODULE in cmd and 'serve' in cmd
-  return SDK_WORKER_MODULE in command or (warm(command) and warm(parent))
+  return (SDK_WORKER_MODULE in command or COLD_MODULE in command or
+          (warm(command) and warm(parent)))
 
 
 # --- measuring one process ---------------------------------------------------

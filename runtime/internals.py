@@ -27,22 +27,6 @@ def run_atexit_handlers() -> None:
   atexit._run_exitfuncs()  # pylint: disable=protected-access
 
 
-def call_when_main_thread_ends(function: Callable[[], None]) -> None:
-  """Calls ``function`` as the main thread ends, before the ``atexit``
-  handlers and the interpreter's teardown (``threading._register_atexit``).
-
-  Public route tried: ``atexit.register``. Its handlers run last in, first
-  out, so a handler registered when a worker loads its model would run
-  before those registered earlier (logging's shutdown, which sends a
-  worker's last log entries) and could only run them by calling the
-  ``atexit`` machinery from inside itself.
-
-  Raises:
-    AttributeError: the name is gone (an upgrade); never a silent fallback.
-  """
-  threading._register_atexit(function)  # pylint: disable=protected-access
-
-
 # --- TensorFlow ------------------------------------------------------------
 
 # What ``import tensorflow`` (2.16 and later) imports eagerly at its end, in

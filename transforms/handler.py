@@ -46,7 +46,6 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from runtime import process_exit
 from model.bundle import Bundle, load_bundle
 from runtime.tensorflow_import import import_tensorflow
 from model.text import budget_batches
@@ -202,9 +201,6 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
     self._padded = Metrics.counter(NAMESPACE, 'padded_tokens')
 
   def load_model(self) -> ScoringModel:
-    # A Beam SDK worker process that scored ends without interpreter
-    # teardown (1.5 s with TensorFlow loaded); elsewhere nothing changes.
-    process_exit.exit_quickly_when_done()
     set_tf_threads(self._tf_threads)
     bundle = load_bundle(self._bundle_path, check_model=False)
     predict = bundle.load_signature(fast=self._scoring_function == 'auto')

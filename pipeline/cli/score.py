@@ -195,11 +195,14 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
             warm_workers.start(plan.workers, **settings))
     warm.forward_stderr()  # Through the console's filter.
   try:
-    with (process_exit.local_workers_marked() if local_processes
-          else contextlib.nullcontext()):
-      runner = warm and warm.runner(PipelineOptions(argv + flags))
-      return _check_build_and_run(args, options, plan, files, total_bytes,
-                                  started, clock, test_pipeline, runner)
+    runner = None
+    if warm is not None:
+      runner = warm.runner(PipelineOptions(argv + flags))
+    elif test_pipeline is None and local_processes:
+      # Beam's harness, ending with its own status and no teardown.
+      runner = warm_workers.cold_runner(PipelineOptions(argv + flags))
+    return _check_build_and_run(args, options, plan, files, total_bytes,
+                                started, clock, test_pipeline, runner)
   finally:
     if warm is not None:
       warm.close()
@@ -216,8 +219,9 @@ def _harness_log_flags(argv: Sequence[str], log_level: str,
 
 
 def _check_build_and_run(args, options, plan, files, total_bytes, started,
-                         clock, test_pipeline, warm_runner):
-  """`run` once the plan is made (and warm workers started)."""
+                         clock, test_pipeline, local_runner):
+  """`run` once the plan is made (and warm workers started); ``local_runner``
+  runs the job's local worker processes, if it has any."""
   # A launcher whose workers are other processes need not import TensorFlow:
   # checksums are verified here, and each worker probes the model it loads.
   scorer = load_scorer(args, tf_threads=plan.tf_threads,
@@ -246,10 +250,10 @@ def _check_build_and_run(args, options, plan, files, total_bytes, started,
   _LOGGER.debug('Scaling plan: %r', plan)
   if test_pipeline is not None:
     pipeline = test_pipeline
-  elif warm_runner is not None:
+  elif local_runner is not None:
     # The runner's copy of the options has no running mode (see
-    # `warm_workers`); the summary keeps the one asked for.
-    pipeline = beam.Pipeline(runner=warm_runner, options=warm_runner.options)
+    # `warm_workers.local_runner`); the summary keeps the one asked for.
+    pipeline = beam.Pipeline(runner=local_runner, options=local_runner.options)
   else:
     pipeline = beam.Pipeline(options=options)
   build(pipeline, args, scorer, plan)

@@ -11,13 +11,15 @@ from typing import Optional
 
 import psutil
 
+from runtime import sdk_worker
 from runtime.process_exit import SDK_WORKER_MAIN
 
 # `pipeline.local.warm_workers`, as ``python -m`` runs it.
 WARM_WORKERS_MODULE = 'pipeline.local.warm_workers'
-# Command-line marks of an SDK worker process a local job starts: Beam's own,
-# or the warm worker module (its clients and its warm processes).
-WORKER_MARKS = (SDK_WORKER_MAIN, WARM_WORKERS_MODULE)
+# Command-line marks of an SDK worker process: Beam's own entry point, the
+# one a local job's cold workers run (`runtime.sdk_worker`), or the warm
+# worker module (its clients and its warm processes).
+WORKER_MARKS = (SDK_WORKER_MAIN, sdk_worker.MODULE, WARM_WORKERS_MODULE)
 
 
 def command_line(process: psutil.Process) -> str:

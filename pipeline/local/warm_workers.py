@@ -17,12 +17,12 @@ second core idles through the launcher's part. Here the workers start first:
   with one change: its worker command is ``python -m pipeline.local.warm_workers
   connect SOCKET``. That small client sends its environment (the runner's
   control, logging and options descriptors) to the first free warm process,
-  which runs Beam's ``sdk_worker_main`` with it, and mirrors its exit status,
+  which runs Beam's SDK harness with it, and mirrors its exit status,
   so Beam sees an ordinary worker subprocess.
 
 Nothing is lost when a warm process is missing: a client that finds no free
 warm process (more workers than warm processes, one that died while it
-started) runs ``sdk_worker_main`` itself, as Beam would have. A warm process
+started) runs the harness itself (`runtime.sdk_worker`). A warm process
 exits when its client goes away, and when the launcher does.
 """
 
@@ -42,9 +42,8 @@ from pipeline.local.machine import (available_cores, is_local_runner,
                                     local_input_bytes, local_tf_threads,
                                     local_workers)
 from pipeline.local.processes import WARM_WORKERS_MODULE as MODULE
-from runtime import collector, console, internals, process_exit
+from runtime import collector, console, internals, process_exit, sdk_worker
 from runtime.argv import flag_value
-from runtime.process_exit import SDK_WORKER_MAIN
 _SOCKET_NAME = 'workers.sock'
 # The client's first line is its environment; the answers are one line each.
 _ACCEPTED = b'accepted\n'
@@ -98,20 +97,9 @@ class WarmWorkers:
             f'{_quote(self.socket_path)}')
 
   def runner(self, options: Any):
-    """Beam's FnApiRunner whose worker processes are these warm processes.
-
-    Args:
-      options: PipelineOptions for the job, its own copy: its
-        ``direct_running_mode`` is set to None, as ``multi_processing`` would
-        replace this runner's worker command (``direct_num_workers`` stays).
-        Build the pipeline with them (they are the runner's ``options``).
-    """
-    from apache_beam.options.pipeline_options import DirectOptions  # pylint: disable=import-outside-toplevel
-    options.view_as(DirectOptions).direct_running_mode = None
-    runner = internals.direct_runner_with_worker_command(options,
-                                                         self.worker_command)
-    runner.options = options  # What the pipeline must run with.
-    return runner
+    """Beam's FnApiRunner whose worker processes are these warm processes
+    (`local_runner`)."""
+    return local_runner(options, self.worker_command)
 
   def close(self, wait_secs: float = 10.0) -> None:
     """Stops the warm processes that are left and removes the socket."""
@@ -137,6 +125,30 @@ class WarmWorkers:
 
   def __exit__(self, *exc_info) -> None:
     self.close()
+
+
+def local_runner(options: Any, command: str):
+  """Beam's FnApiRunner whose worker processes run the shell ``command``.
+
+  Args:
+    options: PipelineOptions for the job, its own copy: its
+      ``direct_running_mode`` is set to None, as ``multi_processing`` would
+      replace this runner's worker command (``direct_num_workers`` stays).
+      Build the pipeline with them (they are the runner's ``options``).
+    command: the shell command that starts one worker process.
+  """
+  from apache_beam.options.pipeline_options import DirectOptions  # pylint: disable=import-outside-toplevel
+  options.view_as(DirectOptions).direct_running_mode = None
+  runner = internals.direct_runner_with_worker_command(options, command)
+  runner.options = options  # What the pipeline must run with.
+  return runner
+
+
+def cold_runner(options: Any):
+  """Beam's FnApiRunner whose worker processes start cold, each running
+  Beam's harness through `runtime.sdk_worker` (`local_runner`)."""
+  return local_runner(options,
+                      f'{_quote(sys.executable)} -m {sdk_worker.MODULE}')
 
 
 def supported() -> bool:
@@ -361,11 +373,11 @@ def _work(listener: socket.socket, model: str, tf_threads: int,
   # set, never cleared: TensorFlow's threads are running now.
   os.environ.update({str(k): str(v) for k, v in env.items()
                      if os.environ.get(str(k)) != str(v)})
-  from apache_beam.runners.worker import sdk_worker_main  # pylint: disable=import-outside-toplevel
   status = 1
   try:
-    sdk_worker_main.main(sys.argv)
-    status = 0
+    status = sdk_worker.harness()
+  except SystemExit as e:  # The harness's own status, as a cold worker's.
+    status = e.code if isinstance(e.code, int) else int(e.code is not None)
   finally:
     try:
       conn.sendall(_EXIT + str(status).encode() + b'\n')
@@ -425,7 +437,7 @@ def _end(status: int) -> None:
 
 def _run_cold() -> None:
   signal.signal(signal.SIGINT, signal.SIG_DFL)  # As Beam starts its worker.
-  os.execv(sys.executable, [sys.executable, '-m', SDK_WORKER_MAIN])
+  os.execv(sys.executable, [sys.executable, '-m', sdk_worker.MODULE])
 
 
 def connect(path: str) -> int:

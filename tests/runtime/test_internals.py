@@ -16,13 +16,6 @@ from runtime import internals
 
 def test_cpython_names_are_there():
   assert callable(atexit._run_exitfuncs)  # pylint: disable=protected-access
-  assert callable(threading._register_atexit)  # pylint: disable=protected-access
-
-
-def test_a_missing_main_thread_hook_fails_loudly(monkeypatch):
-  monkeypatch.delattr(threading, '_register_atexit')
-  with pytest.raises(AttributeError):
-    internals.call_when_main_thread_ends(lambda: None)
 
 
 def test_tensorflow_still_imports_those_keras_modules_eagerly():

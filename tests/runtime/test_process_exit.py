@@ -63,35 +63,36 @@ def test_run_command_exits_with_the_commands_status(tmp_path, main, status):
   assert out.returncode == status and marks == ['atexit-ran']
 
 
-def test_a_worker_that_finished_skips_teardown(tmp_path):
-  body = ('assert process_exit.exit_quickly_when_done(force=True)\n'
-          'assert process_exit.exit_quickly_when_done(force=True)\n')
-  out, marks = _run(tmp_path, body)
-  assert out.returncode == 0, out.stderr
-  assert out.stdout == 'unflushed output' and marks == ['atexit-ran']
+# A local job's worker process (`runtime.sdk_worker`) with Beam's harness
+# replaced by one that ends as given.
+_WORKER = r'''
+from apache_beam.runners.worker import sdk_worker_main
+from runtime import sdk_worker
+def harness(argv):
+  {ending}
+sdk_worker_main.main = harness
+sdk_worker.main()
+'''
 
 
-def test_a_worker_that_fails_keeps_its_status_and_traceback(tmp_path):
-  body = ('process_exit.exit_quickly_when_done(force=True)\n'
-          'raise RuntimeError("the harness failed")\n')
-  out, marks = _run(tmp_path, body)
+@pytest.mark.parametrize('ending,status', [
+    ('return None', 0),
+    ('sys.exit(0)', 0),
+    ('sys.exit(3)', 3),
+    ('sys.exit(130)', 130),
+    ('sys.exit(None)', 0),
+    ('sys.exit("the harness gave up")', 1),
+])
+def test_a_local_worker_keeps_the_harness_status(tmp_path, ending, status):
+  """The quick exit never decides the status: ``sys.exit(n)`` keeps n."""
+  out, marks = _run(tmp_path, _WORKER.format(ending=ending))
+  assert out.returncode == status, out.stderr
+  assert marks == ['atexit-ran']  # ... and the teardown is skipped.
+
+
+def test_a_local_worker_that_fails_keeps_its_status_and_traceback(tmp_path):
+  out, marks = _run(tmp_path, _WORKER.format(
+      ending='raise RuntimeError("the harness failed")'))
   assert out.returncode == 1
   assert 'RuntimeError: the harness failed' in out.stderr
   assert 'atexit-ran' in marks
-
-
-def test_only_beam_sdk_workers_install_it():
-  assert not process_exit.is_sdk_worker()  # pytest's process
-  assert process_exit.exit_quickly_when_done() is False
-
-
-def test_only_local_workers_install_it(monkeypatch):
-  """A Dataflow, Flink or Spark worker has no local mark: never installed."""
-  monkeypatch.setattr(process_exit, 'is_sdk_worker', lambda: True)
-  monkeypatch.delenv(process_exit.LOCAL_WORKER_ENV, raising=False)
-  assert not process_exit.is_local_worker()
-  with process_exit.local_workers_marked():
-    assert os.environ[process_exit.LOCAL_WORKER_ENV] == '1'
-    assert process_exit.is_local_worker()
-  assert process_exit.LOCAL_WORKER_ENV not in os.environ
-  assert not process_exit.is_local_worker()

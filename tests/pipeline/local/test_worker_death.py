@@ -31,7 +31,8 @@ MULTI_PROCESS = ['--direct_running_mode', 'multi_processing',
 # How the DirectRunner's worker processes start (pipeline.local.warm_workers).
 STARTS = {'warm': [], 'cold': ['--warm_workers', 'off']}
 # Command-line marks of the SDK worker processes that each runner starts.
-DIRECT_WORKER = b'apache_beam.runners.worker.sdk_worker_main'
+# A scoring job's cold worker processes (`runtime.sdk_worker`).
+DIRECT_WORKER = b'runtime.sdk_worker'
 POOL_WORKER = b'SdkHarness('
 # pipeline.local.warm_workers: the warm process (it forks the SDK workers, which
 # keep its command line) and the client Beam starts for each worker.
