@@ -79,6 +79,8 @@ RUNNERS = ('flink', 'spark')
 
 # Beam's Flink tests run the job server on Java 17 with these; the Flink
 # launcher in the Python SDK passes none (SparkRunner adds its own).
+# Java's temporary folder, as a JVM property.
+_TMPDIR_PROPERTY = '-Djava.io.tmpdir='
 FLINK_JVM_PROPERTIES = (
     '--add-opens=java.base/java.lang=ALL-UNNAMED',
     '--add-opens=java.base/java.nio=ALL-UNNAMED',
@@ -352,10 +354,14 @@ def prepare_runner(options: PipelineOptions) -> None:
             ensure_job_server(runner, cache=server.jar_cache_dir))
     if runner == 'flink':
       engine.flink_version = FLINK_VERSION
+  properties = list(server.job_server_jvm_properties or [])
   if runner == 'flink' and version >= 9:
-    properties = list(server.job_server_jvm_properties or [])
     properties += [p for p in FLINK_JVM_PROPERTIES if p not in properties]
-    server.job_server_jvm_properties = properties
+  if not any(p.startswith(_TMPDIR_PROPERTY) for p in properties):
+    # The job server's files (Flink's blob store, Spark's scratch space) go
+    # where this run's own temporary files go (`runtime.temp_dir`).
+    properties.append(f'{_TMPDIR_PROPERTY}{tempfile.gettempdir()}')
+  server.job_server_jvm_properties = properties
   environment = options.view_as(PortableOptions).environment_type
   _LOGGER.info('%sRunner: job server %s, SDK workers %s', runner.capitalize(),
                getattr(engine, jar_option), environment or

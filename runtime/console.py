@@ -13,12 +13,15 @@ running, and mean nothing for this project: ``apitools not found`` and
 ``Resource module is not available``. Nothing else is filtered on import.
 """
 
+import io
 import logging
 import os
 import subprocess
 import sys
+import threading
 from typing import Optional, Sequence
 
+from runtime import signals
 from runtime.argv import flag_value
 
 PROJECT_LOGGERS = ('model', 'transforms', 'pipeline', 'runtime')
@@ -65,7 +68,10 @@ _TRACEBACK_LINE = (
 # abort, a kill) still gets its last lines through.
 _FILTER_PROGRAM = r'''
 import re, signal, sys
-signal.signal(signal.SIGINT, signal.SIG_IGN)
+# It ends when the last writer closes the pipe; the command handles stop
+# signals (`runtime.signals`) and its last line must still come through.
+for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+  signal.signal(stop, signal.SIG_IGN)
 drop, record, inside = (re.compile(a.encode('utf-8')) for a in sys.argv[1:4])
 out = sys.stdout.buffer
 in_record = False
@@ -162,11 +168,26 @@ class Console:
     for name in (command, '__main__'):
       logging.getLogger(name).setLevel(min(level, logging.INFO))
     self._captured_warnings = quiet
+    self._saved_excepthook = None
+    self._discarding = False
     if quiet:
       logging.captureWarnings(True)
+      # Beam's gRPC threads end with tracebacks when a job stops or fails
+      # (a closed channel); the command reports the job's outcome itself.
+      self._saved_excepthook = threading.excepthook
+      threading.excepthook = _thread_error_at_debug
     self._filter: Optional[_StderrFilter] = None
     if quiet and filter_stderr:
       self._filter = _StderrFilter.start('|'.join(f'(?:{p})' for p in _NOISE))
+
+  def quiet_other_libraries(self) -> None:
+    """At the default level, drops other libraries' log records and what
+    they print to ``sys.stderr`` from now on (once a run is stopping, their
+    errors are consequences of the stop). The command's own lines still
+    show: its loggers', and `say`'s."""
+    if self._captured_warnings:
+      logging.getLogger().setLevel(logging.CRITICAL + 1)
+      self._discarding = _discard_stderr() or self._discarding
 
   def close(self) -> None:
     if self._filter is not None:
@@ -175,6 +196,13 @@ class Console:
     if self._captured_warnings:
       logging.captureWarnings(False)
       self._captured_warnings = False
+    if self._discarding:
+      _restore_stderr()
+      self._discarding = False
+    if self._saved_excepthook is not None:
+      if threading.excepthook is _thread_error_at_debug:
+        threading.excepthook = self._saved_excepthook
+      self._saved_excepthook = None
     level, handlers, levels = self._saved
     root = logging.getLogger()
     for h in list(root.handlers):
@@ -216,6 +244,7 @@ class _StderrFilter:
       return None
     os.dup2(process.stdin.fileno(), 2)
     process.stdin.close()
+    signals.spare(process.pid)
     return cls(process, saved)
 
   def stop(self) -> None:
@@ -231,6 +260,60 @@ class _StderrFilter:
       self._process.wait(timeout=5)
     except subprocess.TimeoutExpired:
       pass
+
+
+def _thread_error_at_debug(args) -> None:
+  """A thread's uncaught exception, logged at DEBUG with its traceback."""
+  if args.exc_type is SystemExit:
+    return
+  logging.getLogger(__name__).debug(
+      'Thread %s ended with an error', getattr(args.thread, 'name', '?'),
+      exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+
+class _Discard(io.TextIOBase):
+  """A text stream that drops what is written to it."""
+  def write(self, text: str) -> int:
+    return len(text)
+
+  def writable(self) -> bool:
+    return True
+
+
+# The real ``sys.stderr`` while other writers' output is discarded.
+_real_stderr = None
+
+
+def _discard_stderr() -> bool:
+  """Points ``sys.stderr`` at a sink; returns whether it was not already."""
+  global _real_stderr  # pylint: disable=global-statement
+  if _real_stderr is not None:
+    return False
+  _real_stderr, sys.stderr = sys.stderr, _Discard()
+  return True
+
+
+def _restore_stderr() -> None:
+  global _real_stderr  # pylint: disable=global-statement
+  if _real_stderr is not None:
+    sys.stderr, _real_stderr = _real_stderr, None
+
+
+def say(line: str) -> None:
+  """Prints one of the command's own lines to stderr, also once other
+  writers' output is discarded (`Console.quiet_other_libraries`)."""
+  stream = _real_stderr if _real_stderr is not None else sys.stderr
+  print(line, file=stream, flush=True)
+
+
+def quiet_until_exit(argv: Sequence[str]) -> None:
+  """Once a command's own lines are printed: at the default level, drops
+  what other libraries log or print while the process exits (Beam's job
+  servers say "Really destroying service" as they stop; Beam's in-process
+  SDK harness prints the tracebacks of a stopped job's bundles)."""
+  if log_level_from(argv) == DEFAULT_LOG_LEVEL:
+    logging.getLogger().setLevel(logging.CRITICAL + 1)
+    _discard_stderr()
 
 
 def fail(message: str) -> int:

@@ -10,8 +10,7 @@ this module stays cheap (the commands use it before Beam is imported).
 """
 
 import atexit
-import threading
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 # --- CPython ---------------------------------------------------------------
 

@@ -32,7 +32,7 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Any, Callable, NoReturn, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -49,7 +49,7 @@ from pipeline.cli.preflight import (UsageError, check_fields, check_input,
                                     check_output)
 from pipeline.io import inputs, kept, outdir
 from pipeline.local import scaling, warm_workers, watchdog
-from runtime import collector, console, process_exit
+from runtime import collector, console, signals
 from runtime.argv import flag_given, flag_value
 
 _LOGGER = logging.getLogger(__name__)
@@ -89,7 +89,8 @@ def _metrics_while_running(result) -> bool:
 
 def _run_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace,
                   reporter: progress.ProgressReporter,
-                  describe: Callable[[Any, dict[str, int]], dict[str, Any]]):
+                  describe: Callable[[Any, dict[str, int]], dict[str, Any]],
+                  *, in_process: bool = False):
   """Runs ``pipeline`` with the earlier outputs set aside; returns the
   result, its ``summary`` written to ``_SUMMARY.json``. Whatever happens, no
   temporary folder stays behind and the output directory holds either this
@@ -101,12 +102,14 @@ def _run_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace,
     reporter: the progress line.
     describe: makes the summary of a finished run from its result and what
       was recovered of a killed run's leftovers.
+    in_process: whether the job's workers are threads of this process.
   """
-  recovered = outdir.recover(args.output)
+  with signals.held():  # Whole file moves only (`runtime.signals`).
+    recovered = outdir.recover(args.output)
+    moved = outdir.set_aside_earlier_outputs(args.output)
   if recovered:
     _LOGGER.info('Recovered %s from a run that was killed: %s', args.output,
                  _recovery_text(recovered))
-  moved = outdir.set_aside_earlier_outputs(args.output)
   if moved:
     _LOGGER.debug('Set aside %d files of an earlier run', moved)
   result, succeeded = None, False
@@ -116,7 +119,8 @@ def _run_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace,
         reporter.use_metrics(lambda: summary.summarize(started,
                                                        attempted=True))
     # The watchdog fails the run, instead of hanging, when a worker dies.
-    result = watchdog.run_and_wait(pipeline, on_start=on_start)
+    result = watchdog.run_and_wait(pipeline, on_start=on_start,
+                                   in_process=in_process)
     state = result.state
     if state is not None and state != PipelineState.DONE:
       raise RuntimeError(f'the pipeline ended in state {state}.')
@@ -127,12 +131,19 @@ def _run_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace,
       try:
         result.cancel()
       except Exception:  # pylint: disable=broad-except
-        _LOGGER.warning('Could not cancel the job; it may still run.')
+        (_LOGGER.debug if signals.received() else _LOGGER.warning)(
+            'Could not cancel the job; it may still run.')
     def write_summary():
       result.summary = describe(result, recovered)
       summary.write_summary(args.output, result.summary)
-    outdir.finish(args.output, succeeded=succeeded,
-                  output_format=args.output_format, complete=write_summary)
+    try:
+      with signals.held():
+        outdir.finish(args.output, succeeded=succeeded,
+                      output_format=args.output_format,
+                      complete=write_summary)
+    except signals.Interrupted as e:  # It arrived while the files moved.
+      e.output_complete = succeeded
+      raise
   return result
 
 
@@ -267,7 +278,8 @@ def _check_build_and_run(args, options, plan, files, total_bytes, started,
         seconds=time.monotonic() - clock, files=files,
         total_bytes=total_bytes, recovered=recovered)
   with _progress(args.progress_secs, total_bytes or None) as reporter:
-    return _run_pipeline(pipeline, args, reporter, describe)
+    return _run_pipeline(pipeline, args, reporter, describe,
+                         in_process=plan.in_process)
 
 
 def _short(error: BaseException) -> str:
@@ -299,20 +311,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   status."""
   argv = list(sys.argv[1:] if argv is None else argv)
   level = console.log_level_from(argv)
-  with console.Console(level, command=__name__):
+  output = flag_value(argv, 'output')
+  with console.Console(level, command=__name__) as shown, \
+      signals.when_stopping(shown.quiet_other_libraries):
     try:
       result = run(argv)
+    except signals.Interrupted as e:
+      return interrupted(e, output)
     except SystemExit as e:  # argparse: usage errors and --help
       return e.code if isinstance(e.code, int) else 2
     except UsageError as e:
       return console.fail(str(e))
     except watchdog.RunAborted as e:
-      output = flag_value(argv, 'output')
+      if signals.received():
+        return interrupted(signals.Interrupted(signals.received()), output)
       print(f'error: {e.explain(output) if output else e}', file=sys.stderr)
       return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # `run` called without `signals.install`.
       return console.fail('interrupted.')
     except Exception as e:  # pylint: disable=broad-except
+      if signals.received():  # An error of the stop itself.
+        _LOGGER.debug('Stopped with an error', exc_info=True)
+        return interrupted(signals.Interrupted(signals.received()), output)
       _LOGGER.debug('The pipeline failed', exc_info=True)
       print(f'error: the pipeline failed: {_short(e)}', file=sys.stderr)
       if level != 'DEBUG':
@@ -324,7 +344,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   return 0
 
 
-def cli() -> NoReturn:
-  """``python -m pipeline.score`` and ``ja-doc-score``: `main`, then an exit
-  that skips the interpreter's teardown (`runtime.process_exit`)."""
-  process_exit.run_command(main)
+def interrupted(error: signals.Interrupted, output: Optional[str]) -> int:
+  """Stops what the run started, says in one line what the output folder
+  holds, and returns 128 + the signal's number.
+
+  By then the run's ``finally`` blocks have stopped the job and put the
+  output folder back (`_run_pipeline`).
+  """
+  stopped = signals.stop_children()
+  if stopped:
+    _LOGGER.debug('Stopped %d processes the run left', stopped)
+  said = f'interrupted by {error.name}'
+  if output is None:
+    console.say(f'{said}.')
+  elif getattr(error, 'output_complete', False):
+    console.say(f'{said} after the run finished; the output in {output} is '
+                f'complete.')
+  elif outdir.output_files(output):
+    console.say(f'{said}; the earlier output in {output} is kept; rerun the '
+                f'same command to finish.')
+  else:
+    console.say(f'{said}; nothing was written to {output}; rerun the same '
+                f'command to finish.')
+  return error.exit_status

@@ -14,7 +14,10 @@ service with an external worker pool. When such a worker process dies:
 :func:`run_and_wait` closes both gaps for a run whose runner lives in this
 process: it notices that report, gives Beam ``grace_secs`` to fail on its own,
 and otherwise stops the run itself. Either way it stops the run's remaining
-worker processes and raises :class:`WorkerDied`. A portable job service runs
+worker processes and raises :class:`WorkerDied`. A run that is stopped for
+any other reason (a timeout, a stop signal: `runtime.signals`) is cancelled
+the same way; an in-process run's thread is stopped too, so that nothing
+writes to the output once this function has raised. A portable job service runs
 its workers where this process cannot see them; there ``--job_timeout_secs``
 bounds the wait. What the run left in its output folder is the caller's to
 clean up (`pipeline.io.outdir.finish`), on every failure alike.
@@ -33,9 +36,11 @@ from apache_beam.runners.runner import PipelineResult
 
 from pipeline.local import processes
 from pipeline.local.machine import is_local_runner
-from runtime import internals
+from runtime import internals, signals
 
 _LOGGER = logging.getLogger(__name__)
+# How long an in-process run's thread may take to stop.
+STOP_THREAD_SECS = 5.0
 
 class RunAborted(RuntimeError):
   """The run was stopped before it finished."""
@@ -98,8 +103,10 @@ class _WorkerExits:
   def _hook(self, args):
     exit_error = internals.sdk_worker_exit(args)
     if exit_error is not None:
-      if not self.stopping:
-        _LOGGER.error('SDK worker process died: %s', exit_error)
+      # Said once, by the command's error line (`WorkerDied`); nothing when
+      # the run is being stopped (the exit is the stop's doing).
+      _LOGGER.debug('SDK worker process exited: %s', exit_error)
+      if not self.stopping and signals.received() is None:
         self.exits.append((time.monotonic(), exit_error))
       return
     self._previous(args)
@@ -110,7 +117,8 @@ class _WorkerExits:
     return self
 
   def __exit__(self, *exc):
-    threading.excepthook = self._previous
+    if threading.excepthook == self._hook:  # Not replaced since (a stop).
+      threading.excepthook = self._previous
 
 
 def _runs_in_process(pipeline: beam.Pipeline) -> bool:
@@ -121,8 +129,8 @@ def _runs_in_process(pipeline: beam.Pipeline) -> bool:
 def run_and_wait(pipeline: beam.Pipeline, *,
                  grace_secs: float = 5.0,
                  poll_secs: float = 0.5,
-                 on_start: Optional[Callable[[PipelineResult], None]] = None
-                 ) -> PipelineResult:
+                 on_start: Optional[Callable[[PipelineResult], None]] = None,
+                 in_process: bool = False) -> PipelineResult:
   """Runs ``pipeline``, waits for it and never hangs on a dead worker.
 
   Args:
@@ -133,6 +141,8 @@ def run_and_wait(pipeline: beam.Pipeline, *,
     poll_secs: how often to look at the run.
     on_start: called with the PipelineResult as soon as the job started
       (e.g. to poll its metrics), before it is waited for.
+    in_process: whether the job's workers run in this process (the
+      DirectRunner in memory): a stopped run's thread is then stopped too.
 
   Returns:
     The finished PipelineResult.
@@ -188,8 +198,16 @@ def run_and_wait(pipeline: beam.Pipeline, *,
         try:
           box['result'].cancel()
         except Exception as e:  # pylint: disable=broad-except
-          _LOGGER.warning('Could not cancel the job: %s', e)
+          # After a stop signal the job server may have stopped with it.
+          (_LOGGER.debug if signals.received() else _LOGGER.warning)(
+              'Could not cancel the job: %s', e)
       _stop_workers()
+      if in_process and thread.is_alive():
+        # Its workers are threads of this process, still reading and
+        # writing: stop them before anyone cleans up after the run.
+        if not signals.stop_thread(thread, STOP_THREAD_SECS):
+          _LOGGER.warning('The run\'s thread did not stop within %.0f s',
+                          STOP_THREAD_SECS)
       raise
     exits.stopping = True
     if 'error' not in box:

@@ -15,6 +15,7 @@ from apache_beam.options.pipeline_options import (FlinkRunnerOptions,
 
 from pipeline import job_servers
 from pipeline.cli import score
+from runtime import temp_dir
 from tests import services
 from tests.commands import ROOT
 
@@ -93,6 +94,30 @@ def test_jar_given_by_hand_is_kept(tmp_path, monkeypatch):
                              '--spark_job_server_jar', str(jar)])
   job_servers.prepare_runner(options)
   assert options.get_all_options()['spark_job_server_jar'] == str(jar)
+
+
+@needs('java')
+@pytest.mark.parametrize('runner,jar_flag', [
+    ('FlinkRunner', '--flink_job_server_jar'),
+    ('SparkRunner', '--spark_job_server_jar')])
+def test_the_job_server_keeps_its_files_in_the_runs_temp_dir(
+    tmp_path, monkeypatch, runner, jar_flag):
+  """Java's temp folder is this run's (`runtime.temp_dir`), unless the user
+  set one."""
+  jar = tmp_path / 'job-server.jar'
+  jar.write_bytes(b'')
+  monkeypatch.setenv('PATH', _path_with(tmp_path, 'java'))
+  with temp_dir.run_temp_dir() as run_dir:
+    options = PipelineOptions(['--runner', runner, jar_flag, str(jar)])
+    job_servers.prepare_runner(options)
+  properties = options.view_as(JobServerOptions).job_server_jvm_properties
+  assert f'-Djava.io.tmpdir={run_dir}' in properties
+  mine = PipelineOptions(['--runner', runner, jar_flag, str(jar),
+                          '--job_server_jvm_properties=-Djava.io.tmpdir=/x'])
+  job_servers.prepare_runner(mine)
+  properties = mine.view_as(JobServerOptions).job_server_jvm_properties
+  assert [p for p in properties if 'java.io.tmpdir' in p] == [
+      '-Djava.io.tmpdir=/x']
 
 
 def test_other_runners_are_left_alone(tmp_path, monkeypatch):

@@ -1,0 +1,208 @@
+"""Turns the signals that stop a command into one exception, raised once.
+
+Why this module exists: ``timeout``, Airflow, Kubernetes and systemd stop a
+process with SIGTERM, a closed terminal sends SIGHUP and Ctrl-C sends SIGINT.
+Python's defaults end the process at once on the first two, so a run could
+leave its earlier output set aside, and turn the third into tracebacks from
+every thread that meets the stopped job. Here all three take one route:
+
+* `install` (in a command's main thread, before anything else) makes the
+  first stop signal raise `Interrupted` in the main thread, wherever it is.
+  The command's ``finally`` blocks then stop the job and put its output
+  folder back; its main function says what happened in one line and exits
+  with `Interrupted.exit_status` (128 + the signal's number).
+* A signal that arrives inside `held` (moving the output's files) waits
+  until the block has ended, so that a folder is never left half moved.
+* Signals after the first are noted and ignored: the command is already
+  stopping. Errors in other threads are logged at DEBUG from then on, as
+  they are consequences of the stop. And if stopping takes longer than
+  `STOP_DEADLINE_SECS`, the process's children are killed and it exits.
+"""
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Callable, Iterator, Optional
+
+_LOGGER = logging.getLogger(__name__)
+
+# The signals that ask a command to stop.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# After the first stop signal, the process exits by then whatever happens.
+STOP_DEADLINE_SECS = 8.0
+
+
+class Interrupted(BaseException):
+  """A stop signal arrived (a BaseException, as KeyboardInterrupt is).
+
+  Args:
+    signum: the signal's number.
+  """
+  def __init__(self, signum: int):
+    self.signum = signum
+    self.name = signal.Signals(signum).name
+    super().__init__(f'interrupted by {self.name}')
+
+  @property
+  def exit_status(self) -> int:
+    """The shell's convention for a process a signal stopped."""
+    return 128 + self.signum
+
+
+class _State:
+  def __init__(self):
+    self.received: Optional[int] = None
+    self.raised = False
+    self.held = 0
+    self.on_stop: list[Callable[[], None]] = []
+    self.deadline: Optional[threading.Timer] = None
+    self.spared: set[int] = set()
+
+
+_state = _State()
+
+
+def received() -> Optional[int]:
+  """The first stop signal this process received, or None."""
+  return _state.received
+
+
+def install() -> None:
+  """Makes the first stop signal raise `Interrupted` in the main thread.
+
+  Call it from the main thread, as the command starts.
+  """
+  for signum in STOP_SIGNALS:
+    signal.signal(signum, _handle)
+
+
+@contextlib.contextmanager
+def when_stopping(callback: Callable[[], None]) -> Iterator[None]:
+  """Calls ``callback`` (in the main thread) if the first stop signal
+  arrives within the block, before `Interrupted` is raised: to quieten
+  loggers, say."""
+  _state.on_stop.append(callback)
+  try:
+    yield
+  finally:
+    _state.on_stop.remove(callback)
+
+
+def _handle(signum: int, frame) -> None:  # pylint: disable=unused-argument
+  if _state.received is not None:
+    _LOGGER.debug('%s while stopping: ignored', signal.Signals(signum).name)
+    return
+  _state.received = signum
+  threading.excepthook = _quiet_thread_error
+  for callback in _state.on_stop:
+    try:
+      callback()
+    except Exception:  # pylint: disable=broad-except
+      _LOGGER.debug('A stop callback failed', exc_info=True)
+  _state.deadline = threading.Timer(STOP_DEADLINE_SECS, _stop_now,
+                                    args=(signum,))
+  _state.deadline.daemon = True
+  _state.deadline.start()
+  if not _state.held:
+    _raise()
+
+
+def _raise() -> None:
+  _state.raised = True
+  raise Interrupted(_state.received)
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+  """A block a stop signal does not interrupt: it is raised at its end.
+
+  Use it for file moves that must finish once begun. An exception the block
+  raises itself goes on as it is (the signal stays in `received`).
+  """
+  _state.held += 1
+  try:
+    yield
+  finally:
+    _state.held -= 1
+  if not _state.held and _state.received is not None and not _state.raised:
+    _raise()
+
+
+def _quiet_thread_error(args) -> None:
+  """Once stopping, another thread's error is a consequence of the stop."""
+  _LOGGER.debug('Thread %s ended with %r while stopping',
+                getattr(args.thread, 'name', '?'), args.exc_value)
+
+
+def spare(pid: int) -> None:
+  """Keeps a child process out of `stop_children` (the console's stderr
+  filter, which must print the last line)."""
+  _state.spared.add(pid)
+
+
+def stop_children(wait_secs: float = 3.0) -> int:
+  """Stops every process below this one but the spared: SIGTERM, then
+  SIGKILL for those still there after ``wait_secs``.
+
+  Returns:
+    How many there were.
+  """
+  import psutil  # pylint: disable=import-outside-toplevel
+  try:
+    children = [p for p in psutil.Process().children(recursive=True)
+                if p.pid not in _state.spared]
+  except psutil.Error:
+    return 0
+  for child in children:
+    with contextlib.suppress(psutil.Error):
+      child.terminate()
+  _, alive = psutil.wait_procs(children, timeout=wait_secs)
+  for child in alive:
+    with contextlib.suppress(psutil.Error):
+      child.kill()
+  psutil.wait_procs(alive, timeout=wait_secs)
+  return len(children)
+
+
+def _stop_now(signum: int) -> None:
+  """The deadline passed: kills this process's children and exits."""
+  name = signal.Signals(signum).name
+  try:
+    stop_children(wait_secs=0.5)
+  except Exception:  # pylint: disable=broad-except
+    pass
+  try:
+    sys.stderr.write(f'interrupted by {name}; stopping took longer than '
+                     f'{STOP_DEADLINE_SECS:g} s, so the process was ended; '
+                     f'rerun the same command to recover and finish.\n')
+    sys.stderr.flush()
+  finally:
+    os._exit(128 + signum)  # pylint: disable=protected-access
+
+
+class ThreadStopped(BaseException):
+  """Raised in a thread that `stop_thread` stops."""
+
+
+def stop_thread(thread: threading.Thread, wait_secs: float) -> bool:
+  """Raises `ThreadStopped` in another thread of this process and waits for
+  it to end.
+
+  CPython's ``PyThreadState_SetAsyncExc`` (a documented C API) delivers the
+  exception at the thread's next Python instruction; a thread inside a long
+  C call (a TensorFlow batch) meets it when the call returns.
+
+  Returns:
+    Whether the thread ended within ``wait_secs``.
+  """
+  import ctypes  # pylint: disable=import-outside-toplevel
+  import time  # pylint: disable=import-outside-toplevel
+  deadline = time.monotonic() + wait_secs
+  while thread.is_alive() and time.monotonic() < deadline:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread.ident), ctypes.py_object(ThreadStopped))
+    thread.join(0.2)
+  return not thread.is_alive()
