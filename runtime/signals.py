@@ -19,6 +19,7 @@ every thread that meets the stopped job. Here all three take one route:
   `STOP_DEADLINE_SECS`, the process's children are killed and it exits.
 """
 
+import atexit
 import contextlib
 import logging
 import os
@@ -77,6 +78,14 @@ def install() -> None:
   """
   for signum in STOP_SIGNALS:
     signal.signal(signum, _handle)
+  # Registered first, so run last: a stopped run's threads may have started
+  # a process after the command stopped those it knew of.
+  atexit.register(_stop_children_if_stopped)
+
+
+def _stop_children_if_stopped() -> None:
+  if _state.received is not None:
+    stop_children(wait_secs=1.0)
 
 
 @contextlib.contextmanager

@@ -104,16 +104,19 @@ def _run_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace,
       was recovered of a killed run's leftovers.
     in_process: whether the job's workers are threads of this process.
   """
-  with signals.held():  # Whole file moves only (`runtime.signals`).
-    recovered = outdir.recover(args.output)
-    moved = outdir.set_aside_earlier_outputs(args.output)
-  if recovered:
-    _LOGGER.info('Recovered %s from a run that was killed: %s', args.output,
-                 _recovery_text(recovered))
-  if moved:
-    _LOGGER.debug('Set aside %d files of an earlier run', moved)
-  result, succeeded = None, False
+  result, succeeded, set_aside, recovered = None, False, False, {}
   try:
+    # Whole file moves only: a stop signal is raised once they are done
+    # (`runtime.signals`), and the ``finally`` below puts them back.
+    with signals.held():
+      recovered = outdir.recover(args.output)
+      moved = outdir.set_aside_earlier_outputs(args.output)
+      set_aside = True
+    if recovered:
+      _LOGGER.info('Recovered %s from a run that was killed: %s',
+                   args.output, _recovery_text(recovered))
+    if moved:
+      _LOGGER.debug('Set aside %d files of an earlier run', moved)
     def on_start(started):
       if _metrics_while_running(started):
         reporter.use_metrics(lambda: summary.summarize(started,
@@ -126,25 +129,31 @@ def _run_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace,
       raise RuntimeError(f'the pipeline ended in state {state}.')
     succeeded = True
   finally:
-    if not succeeded and result is not None and not (
-        PipelineState.is_terminal(result.state)):
-      try:
-        result.cancel()
-      except Exception:  # pylint: disable=broad-except
-        (_LOGGER.debug if signals.received() else _LOGGER.warning)(
-            'Could not cancel the job; it may still run.')
-    def write_summary():
-      result.summary = describe(result, recovered)
-      summary.write_summary(args.output, result.summary)
-    try:
-      with signals.held():
-        outdir.finish(args.output, succeeded=succeeded,
-                      output_format=args.output_format,
-                      complete=write_summary)
-    except signals.Interrupted as e:  # It arrived while the files moved.
-      e.output_complete = succeeded
-      raise
+    if set_aside:
+      _finish(args, result, succeeded, recovered, describe)
   return result
+
+
+def _finish(args, result, succeeded, recovered, describe) -> None:
+  """`_run_pipeline`'s end: cancels a job that failed and leaves the output
+  folder as `outdir.finish` does, the summary written on success."""
+  if not succeeded and result is not None and not (
+      PipelineState.is_terminal(result.state)):
+    try:
+      result.cancel()
+    except Exception:  # pylint: disable=broad-except
+      (_LOGGER.debug if signals.received() else _LOGGER.warning)(
+          'Could not cancel the job; it may still run.')
+  def write_summary():
+    result.summary = describe(result, recovered)
+    summary.write_summary(args.output, result.summary)
+  try:
+    with signals.held():
+      outdir.finish(args.output, succeeded=succeeded,
+                    output_format=args.output_format, complete=write_summary)
+  except signals.Interrupted as e:  # It arrived while the files moved.
+    e.output_complete = succeeded
+    raise
 
 
 def _recovery_text(recovered: dict[str, int]) -> str:
@@ -202,9 +211,12 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
     # Started first: they import and load while this process builds the job.
     settings = {'model': args.model, 'tf_threads': plan.tf_threads,
                 'scoring_function': args.scoring_function}
-    warm = (warm_workers.take_early(plan.workers, **settings) or
-            warm_workers.start(plan.workers, **settings))
-    warm.forward_stderr()  # Through the console's filter.
+    try:
+      warm = (warm_workers.take_early(plan.workers, **settings) or
+              warm_workers.start(plan.workers, **settings))
+      warm.forward_stderr()  # Through the console's filter.
+    except OSError as e:  # They start cold instead.
+      _LOGGER.debug('Could not start warm workers: %s', e)
   try:
     runner = None
     if warm is not None:

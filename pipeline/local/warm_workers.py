@@ -28,6 +28,7 @@ exits when its client goes away, and when the launcher does.
 
 import gc
 import json
+import logging
 import os
 import signal
 import socket
@@ -44,7 +45,12 @@ from pipeline.local.machine import (available_cores, is_local_runner,
 from pipeline.local.processes import WARM_WORKERS_MODULE as MODULE
 from runtime import collector, console, internals, process_exit, sdk_worker
 from runtime.argv import flag_value
+_LOGGER = logging.getLogger(__name__)
 _SOCKET_NAME = 'workers.sock'
+# The longest path a Unix socket can be bound to on Linux (``sun_path`` is
+# 108 bytes with its terminating NUL), and a short folder for one.
+_MAX_SOCKET_PATH = 107
+_SHORT_TEMP = '/tmp'
 # The client's first line is its environment; the answers are one line each.
 _ACCEPTED = b'accepted\n'
 _EXIT = b'exit '
@@ -184,6 +190,12 @@ def start(workers: int, *, model: str, tf_threads: int = 0,
   """
   directory = tempfile.mkdtemp(prefix='ja-doc-score-workers-')
   path = os.path.join(directory, _SOCKET_NAME)
+  if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
+    # A deep TMPDIR: the socket goes to the system's own temp folder.
+    os.rmdir(directory)
+    directory = tempfile.mkdtemp(prefix='ja-doc-score-workers-',
+                                 dir=_SHORT_TEMP)
+    path = os.path.join(directory, _SOCKET_NAME)
   listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
   try:
     listener.bind(path)
@@ -243,8 +255,11 @@ def start_early(argv: list[str]) -> None:
   # quiet in the warm processes too.
   os.environ.setdefault(console.TF_LOG_ENV, console.tensorflow_log_level(
       console.log_level_from(argv)))
-  _early = (key, start(workers, model=model, tf_threads=tf_threads,
-                       scoring_function=key[3]))
+  try:
+    _early = (key, start(workers, model=model, tf_threads=tf_threads,
+                         scoring_function=key[3]))
+  except OSError as e:  # The job's workers start cold instead.
+    _LOGGER.debug('Could not start warm workers: %s', e)
 
 
 def take_early(workers: int, *, model: str, tf_threads: int,

@@ -96,3 +96,19 @@ def test_a_local_worker_that_fails_keeps_its_status_and_traceback(tmp_path):
   assert out.returncode == 1
   assert 'RuntimeError: the harness failed' in out.stderr
   assert 'atexit-ran' in marks
+
+
+def test_a_local_worker_whose_runner_is_gone_ends_at_once(tmp_path):
+  """A worker started as its run stopped finds no control service: it ends
+  with status 1 instead of waiting for one (Beam waits 60 s)."""
+  import socket  # pylint: disable=import-outside-toplevel
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    port = s.getsockname()[1]  # Free once closed: nothing listens there.
+  env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep +
+             os.environ.get('PYTHONPATH', ''),
+             CONTROL_API_SERVICE_DESCRIPTOR=f'url: "localhost:{port}"\n')
+  out = subprocess.run([sys.executable, '-m', 'runtime.sdk_worker'],
+                       env=env, capture_output=True, text=True, timeout=30)
+  assert out.returncode == 1, out.stderr
+  assert 'Traceback' not in out.stderr
