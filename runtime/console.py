@@ -13,13 +13,14 @@ running, and mean nothing for this project: ``apitools not found`` and
 ``Resource module is not available``. Nothing else is filtered on import.
 """
 
+import contextlib
 import io
 import logging
 import os
 import subprocess
 import sys
 import threading
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from runtime import signals
 from runtime.argv import flag_value
@@ -90,6 +91,8 @@ for line in sys.stdin.buffer:
 '''
 
 
+# The loggers of Beam's SDK harness (its bundles' errors, channel closures).
+_HARNESS_LOGGERS = 'apache_beam.runners.worker.'
 # Beam's DirectRunner relays each worker subprocess's log entries through this
 # logger as ``Worker: <entry>``; a failing bundle arrives there as a whole
 # traceback, which the command then reports in its own one-line error.
@@ -98,9 +101,12 @@ _WORKER_RELAY = ('apache_beam.runners.portability.local_job_service',
 
 
 class _DropWorkerRelay(logging.Filter):
-  """Drops worker log entries relayed by the DirectRunner (quiet level)."""
+  """Drops worker log entries (quiet level): those the DirectRunner relays
+  from its worker processes, and those of an SDK harness that runs in this
+  process (the in-process DirectRunner, LOOPBACK on Flink and Spark)."""
   def filter(self, record: logging.LogRecord) -> bool:
-    return (record.name, record.msg) != _WORKER_RELAY
+    return ((record.name, record.msg) != _WORKER_RELAY and
+            not record.name.startswith(_HARNESS_LOGGERS))
 
 
 class _DropBeamNotices(logging.Filter):
@@ -169,13 +175,14 @@ class Console:
       logging.getLogger(name).setLevel(min(level, logging.INFO))
     self._captured_warnings = quiet
     self._saved_excepthook = None
-    self._discarding = False
     if quiet:
       logging.captureWarnings(True)
       # Beam's gRPC threads end with tracebacks when a job stops or fails
       # (a closed channel); the command reports the job's outcome itself.
       self._saved_excepthook = threading.excepthook
       threading.excepthook = _thread_error_at_debug
+    global _quiet_console  # pylint: disable=global-statement
+    self._was_quiet, _quiet_console = _quiet_console, quiet
     self._filter: Optional[_StderrFilter] = None
     if quiet and filter_stderr:
       self._filter = _StderrFilter.start('|'.join(f'(?:{p})' for p in _NOISE))
@@ -187,18 +194,18 @@ class Console:
     show: its loggers', and `say`'s."""
     if self._captured_warnings:
       logging.getLogger().setLevel(logging.CRITICAL + 1)
-      self._discarding = _discard_stderr() or self._discarding
+      _discard_stderr()
 
   def close(self) -> None:
+    global _quiet_console  # pylint: disable=global-statement
+    _quiet_console = self._was_quiet
     if self._filter is not None:
       self._filter.stop()
       self._filter = None
     if self._captured_warnings:
       logging.captureWarnings(False)
       self._captured_warnings = False
-    if self._discarding:
       _restore_stderr()
-      self._discarding = False
     if self._saved_excepthook is not None:
       if threading.excepthook is _thread_error_at_debug:
         threading.excepthook = self._saved_excepthook
@@ -282,6 +289,8 @@ class _Discard(io.TextIOBase):
 
 # The real ``sys.stderr`` while other writers' output is discarded.
 _real_stderr = None
+# Whether a Console at the default (quiet) level is open.
+_quiet_console = False
 
 
 def _discard_stderr() -> bool:
@@ -297,6 +306,22 @@ def _restore_stderr() -> None:
   global _real_stderr  # pylint: disable=global-statement
   if _real_stderr is not None:
     sys.stderr, _real_stderr = _real_stderr, None
+
+
+@contextlib.contextmanager
+def others_silenced() -> Iterator[None]:
+  """While a job runs at the default level: what other code prints to
+  ``sys.stderr`` is dropped (Beam's SDK harness prints each failed bundle's
+  traceback there, in this process on the in-process DirectRunner and with
+  LOOPBACK). The command's loggers and `say` still show; elsewhere, and at
+  other levels, nothing changes."""
+  swapped = _quiet_console and _discard_stderr()
+  try:
+    yield
+  finally:
+    # A stopping run stays quiet until its console closes.
+    if swapped and signals.received() is None:
+      _restore_stderr()
 
 
 def say(line: str) -> None:

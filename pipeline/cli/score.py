@@ -122,8 +122,9 @@ def _run_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace,
         reporter.use_metrics(lambda: summary.summarize(started,
                                                        attempted=True))
     # The watchdog fails the run, instead of hanging, when a worker dies.
-    result = watchdog.run_and_wait(pipeline, on_start=on_start,
-                                   in_process=in_process)
+    with console.others_silenced():
+      result = watchdog.run_and_wait(pipeline, on_start=on_start,
+                                     in_process=in_process)
     state = result.state
     if state is not None and state != PipelineState.DONE:
       raise RuntimeError(f'the pipeline ended in state {state}.')

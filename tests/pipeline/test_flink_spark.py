@@ -28,6 +28,7 @@ DirectRunner's.
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -38,7 +39,7 @@ from apache_beam.metrics.metric import MetricsFilter
 import tests.memfs as memfs
 from pipeline import job_servers
 from pipeline.cli import score, summary
-from tests import services
+from tests import services, stops
 from tests.pipeline.cli.test_score import _read_errors, _read_scores
 from transforms.handler import WORKER_COUNTER_PREFIX, worker_identity
 from transforms.metrics import NAMESPACE
@@ -258,3 +259,33 @@ def test_flink_two_slots_score_one_file(tmp_path, corpus, trained_bundle,
   assert len(_read_scores(outdir, 'jsonl')) == good
   assert len(_read_errors(outdir)) == bad
   _assert_two_workers_scored(result, good)
+
+
+# --- Stop signals on Flink (`tests.stops`) --------------------------------
+
+@pytest.fixture(scope='module')
+def signal_documents(tmp_path_factory, corpus):
+  path = str(tmp_path_factory.mktemp('flink-signals') / 'docs.jsonl')
+  return path, stops.write_input(path, corpus, copies=6)
+
+
+@pytest.mark.parametrize('sig,group,moment', [
+    (signal.SIGTERM, False, 'running'),
+    (signal.SIGTERM, False, 'writing'),
+    (signal.SIGINT, True, 'running'),
+    (signal.SIGINT, True, 'writing'),
+    (signal.SIGHUP, True, 'writing'),
+    (signal.SIGHUP, False, 'starting'),
+])
+def test_flink_run_stopped_by_a_signal(tmp_path, signal_documents,
+                                       trained_bundle, sig, group, moment):
+  """As on the DirectRunner: the job server and the in-process SDK workers
+  stop, Flink's files under java.io.tmpdir go with the run's temp folder,
+  and the earlier output is back."""
+  path, count = signal_documents
+  run = stops.stop_run(str(tmp_path), input_path=path,
+                       bundle=trained_bundle.path,
+                       flags=['--runner', 'FlinkRunner'], signum=sig,
+                       moment=moment, group=group)
+  assert stops.check_stopped(run, count) == 'earlier'
+  assert run.returncode == 128 + sig
