@@ -259,6 +259,10 @@ class _StderrFilter:
       sys.stderr.flush()
     except (OSError, ValueError):
       pass
+    if signals.received() is not None:
+      # A stopped run: processes its threads started late may still print
+      # while it exits. The filter stays; it ends when they all have.
+      return
     os.dup2(self._saved_fd, 2)
     os.close(self._saved_fd)
     try:

@@ -13,16 +13,25 @@ here is part of their workers.
 """
 
 import os
+import re
+import signal
 import socket
 import sys
+import threading
+import time
 from typing import NoReturn
 
 from runtime import process_exit
 
 # This module, as ``python -m`` runs it.
 MODULE = 'runtime.sdk_worker'
-# Where Beam names the runner's control service for a worker process.
+# Where Beam names the runner's control service for a worker process: an
+# ``ApiServiceDescriptor`` in protobuf's text format (``url: "host:port"``).
 CONTROL_ENV = 'CONTROL_API_SERVICE_DESCRIPTOR'
+# The pid of the command whose local job started this worker (set by
+# `pipeline.cli.entry_points` for the processes it starts).
+LAUNCHER_ENV = 'JA_DOC_SCORER_LAUNCHER_PID'
+_URL = re.compile(r'\burl:\s*"([^"]+)"')
 
 
 def runner_reachable(timeout_secs: float = 2.0) -> bool:
@@ -33,38 +42,78 @@ def runner_reachable(timeout_secs: float = 2.0) -> bool:
   exited would otherwise wait 60 s for that service (Beam's harness waits
   that long for its control channel), holding the run's console open.
   """
-  descriptor = os.environ.get(CONTROL_ENV)
-  if not descriptor:
-    return True
-  # pylint: disable=import-outside-toplevel
-  from apache_beam.portability.api import endpoints_pb2
-  from google.protobuf import text_format
-  endpoint = endpoints_pb2.ApiServiceDescriptor()
+  # Read before Beam is imported (which takes seconds, and logs).
+  found = _URL.search(os.environ.get(CONTROL_ENV, ''))
+  if not found:
+    return True  # Not ours to judge: Beam reports it.
+  host, _, port = found.group(1).rpartition(':')
   try:
-    text_format.Merge(descriptor, endpoint)
-    host, _, port = endpoint.url.rpartition(':')
     with socket.create_connection((host or 'localhost', int(port)),
                                   timeout=timeout_secs):
       return True
-  except (ValueError, text_format.ParseError):
-    return True  # Not ours to judge: Beam reports it.
+  except ValueError:
+    return True
   except OSError:
     return False
 
 
 def harness() -> int:
   """Runs Beam's SDK harness with this process's command line and
-  environment (what Beam hands a worker); returns 0 when it ends, 1 at once
-  when the runner is gone (`runner_reachable`)."""
+  environment (what Beam hands a worker); returns 0 when it ends, and 1,
+  quietly, when the runner is gone (`runner_reachable`) before or while it
+  runs."""
   if not runner_reachable():
     return 1
   from apache_beam.runners.worker import sdk_worker_main  # pylint: disable=import-outside-toplevel
-  sdk_worker_main.main(sys.argv)
+  try:
+    sdk_worker_main.main(sys.argv)
+  except Exception:  # pylint: disable=broad-except
+    if runner_reachable(timeout_secs=0.5):
+      raise  # A failure of the worker's own: its traceback is the report.
+    # The runner went away (its job was stopped), closing this worker's
+    # channels: nobody is left to read a traceback.
+    return 1
   return 0
 
 
+def exit_with_launcher(poll_secs: float = 0.5) -> bool:
+  """Ends this process (status 1) once the command that started its job is
+  gone, as `LAUNCHER_ENV` names it; returns whether it watches.
+
+  A worker process that a stopped run's runner started as it exited would
+  otherwise wait out Beam's 60 s for a control channel that never comes.
+  """
+  pid = os.environ.get(LAUNCHER_ENV, '')
+  if not pid.isdigit():
+    return False
+  import psutil  # pylint: disable=import-outside-toplevel
+
+  def gone() -> bool:
+    try:
+      return psutil.Process(int(pid)).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+      return True
+    except psutil.Error:
+      return False
+
+  def watch() -> None:
+    while not gone():
+      time.sleep(poll_secs)
+    os._exit(1)  # pylint: disable=protected-access
+
+  threading.Thread(target=watch, name='launcher-watch', daemon=True).start()
+  return True
+
+
 def main() -> NoReturn:
-  """``python -m runtime.sdk_worker``: the harness, then a quick exit."""
+  """``python -m runtime.sdk_worker``: the harness, then a quick exit.
+
+  Ctrl-C reaches the whole process group: the launcher handles it and stops
+  the job, and this process ends without a traceback of its own, as Beam's
+  worker pool starts its workers.
+  """
+  signal.signal(signal.SIGINT, signal.SIG_DFL)
+  exit_with_launcher()
   process_exit.run_command(harness)
 
 

@@ -186,9 +186,9 @@ def check_stopped(run: StoppedRun, documents: int,
   context = '\n'.join(lines[-30:])
   status = 128 + run.signum
   name = signal.Signals(run.signum).name
-  assert 'Traceback' not in run.stderr, context
+  assert 'Traceback' not in run.stderr, ('a traceback', context)
   assert not [line for line in lines if line.lower().startswith(
-      ('error', 'warning', 'exception'))], context
+      ('error', 'warning', 'exception'))], ('an error line', context)
   assert run.stop_secs < STOP_SECS, (run.stop_secs, context)
   if run.returncode == 0:  # It finished before the signal was handled.
     assert lines and lines[-1].startswith('Outputs: '), context
@@ -196,8 +196,10 @@ def check_stopped(run: StoppedRun, documents: int,
     assert run.returncode == status, (run.returncode, context)
     assert lines and lines[-1].startswith(f'interrupted by {name}'), context
     assert sum(line.startswith('interrupted by') for line in lines) == 1
-  assert _left_processes(run.tmp) == [], context
-  assert os.listdir(run.tmp) == [], (os.listdir(run.tmp), context)
+  left = _left_processes(run.tmp)
+  assert left == [], (f'processes left: {left}', context)
+  assert os.listdir(run.tmp) == [], (f'temp files left: '
+                                     f'{os.listdir(run.tmp)}', context)
   files = digest(run.outdir)
   if earlier is None:
     earlier = {name: hashlib.sha256(data).hexdigest()

@@ -8,6 +8,7 @@ paused (`runtime.collector`) before that import. ``python -m
 pipeline.score`` does the same through `score`.
 """
 
+import os
 import sys
 from typing import NoReturn
 
@@ -29,8 +30,10 @@ def score() -> NoReturn:
 def _score() -> int:
   """The scoring command's run, in its own temporary folder."""
   # pylint: disable=import-outside-toplevel
-  from runtime import console, signals, temp_dir
+  from runtime import console, sdk_worker, signals, temp_dir
   from runtime.argv import flag_value
+  # Local worker processes end with this one (`runtime.sdk_worker`).
+  os.environ[sdk_worker.LAUNCHER_ENV] = str(os.getpid())
   command, status = None, None
   try:
     with temp_dir.run_temp_dir(remove_at_exit=True):

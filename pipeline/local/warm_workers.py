@@ -107,8 +107,14 @@ class WarmWorkers:
     (`local_runner`)."""
     return local_runner(options, self.worker_command)
 
-  def close(self, wait_secs: float = 10.0) -> None:
-    """Stops the warm processes that are left and removes the socket."""
+  def close(self, wait_secs: float = 10.0, *, forward: bool = True) -> None:
+    """Stops the warm processes that are left and removes the socket.
+
+    Args:
+      wait_secs: how long they may take to exit.
+      forward: copy what they printed and was held to this process's
+        stderr; else drop it (start-up notices of workers no job took).
+    """
     try:
       self.process.stdin.close()  # The warm processes exit on this EOF.
     except OSError:
@@ -119,7 +125,11 @@ class WarmWorkers:
       self.process.kill()
       self.process.wait()
     self._relay_thread.join(wait_secs)
-    self.forward_stderr()
+    if forward:
+      self.forward_stderr()
+    else:
+      with self._lock:
+        self._held = self._held and []
     try:
       os.remove(self.socket_path)
       os.rmdir(os.path.dirname(self.socket_path))
@@ -284,7 +294,7 @@ def close_early() -> None:
   global _early  # pylint: disable=global-statement
   early, _early = _early, None
   if early is not None:
-    early[1].close()
+    early[1].close(forward=False)
 
 
 # The warm processes: one imports, then forks one process per worker.

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -112,3 +113,47 @@ def test_a_local_worker_whose_runner_is_gone_ends_at_once(tmp_path):
                        env=env, capture_output=True, text=True, timeout=30)
   assert out.returncode == 1, out.stderr
   assert 'Traceback' not in out.stderr
+
+
+def test_a_local_worker_whose_runner_goes_away_ends_quietly(tmp_path):
+  """The harness fails because its runner stopped (a closed channel): no
+  traceback, status 1. A failure while the runner is there keeps its
+  traceback (`test_a_local_worker_that_fails_keeps_its_status_and_traceback`)."""
+  body = _WORKER.format(ending='listener.close(); raise RuntimeError("x")')
+  body = body.replace('sdk_worker_main.main = harness', (
+      'import socket\n'
+      'listener = socket.socket()\n'
+      'listener.bind(("localhost", 0)); listener.listen()\n'
+      'os.environ["CONTROL_API_SERVICE_DESCRIPTOR"] = '
+      '\'url: "localhost:%d"\' % listener.getsockname()[1]\n'
+      'sdk_worker_main.main = harness'))
+  out, marks = _run(tmp_path, body)
+  assert out.returncode == 1, out.stderr
+  assert 'Traceback' not in out.stderr and 'RuntimeError' not in out.stderr
+  assert marks == ['atexit-ran']
+
+
+def test_a_local_worker_ends_with_its_launcher(tmp_path):
+  """A worker whose launcher (`LAUNCHER_ENV`) is gone ends within a second,
+  whatever its harness is waiting for."""
+  launcher = subprocess.Popen([sys.executable, '-c', 'pass'])
+  launcher.wait()  # Gone (reaped) before the worker starts.
+  body = _WORKER.format(ending='import time; time.sleep(60)')
+  env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep +
+             os.environ.get('PYTHONPATH', ''),
+             JA_DOC_SCORER_LAUNCHER_PID=str(launcher.pid))
+  started = time.monotonic()
+  out = subprocess.run([sys.executable, '-c', _PRELUDE + body, str(tmp_path)],
+                       env=env, capture_output=True, text=True, timeout=60)
+  assert out.returncode == 1, out.stderr
+  assert time.monotonic() - started < 30
+
+
+def test_a_local_worker_stays_while_its_launcher_runs(tmp_path):
+  body = _WORKER.format(ending='import time; time.sleep(1.5)')
+  env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep +
+             os.environ.get('PYTHONPATH', ''),
+             JA_DOC_SCORER_LAUNCHER_PID=str(os.getpid()))
+  out = subprocess.run([sys.executable, '-c', _PRELUDE + body, str(tmp_path)],
+                       env=env, capture_output=True, text=True, timeout=60)
+  assert out.returncode == 0, out.stderr

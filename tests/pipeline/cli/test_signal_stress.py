@@ -1,7 +1,8 @@
 """A stress test: a random stop signal at a random moment of a real run.
 
 Each round picks a signal (SIGTERM, SIGINT, SIGHUP), whether it goes to the
-launcher alone or its whole process group, the runner mode, and a moment:
+launcher alone or its whole process group, the runner mode (in-process,
+worker processes warm or cold), and a moment:
 a random delay after the run starts, or after it set the earlier output aside
 or began to write. Every round checks all the promises of a stop
 (`tests.stops.check_stopped`): under 10 s, nothing left behind, the earlier
@@ -19,11 +20,15 @@ from tests import stops
 from tests.pipeline.cli.test_signals import RUNNERS
 
 ROUNDS = 20
+# The signal tests' runner modes, and worker processes that start cold.
+STRESS_RUNNERS = dict(RUNNERS, multi_process_cold=RUNNERS['multi_process'] +
+                      ['--warm_workers', 'off'])
 pytestmark = pytest.mark.slow
 
 
 def test_random_signals_at_random_moments(tmp_path, corpus, trained_bundle):
-  seed = int(os.environ.get('STOP_STRESS_SEED', random.randrange(2**32)))
+  seed = int(os.environ.get('STOP_STRESS_SEED',
+                            random.SystemRandom().randrange(2**32)))
   print(f'STOP_STRESS_SEED={seed}')
   rng = random.Random(seed)
   path = str(tmp_path / 'docs.jsonl')
@@ -32,7 +37,7 @@ def test_random_signals_at_random_moments(tmp_path, corpus, trained_bundle):
   for i in range(ROUNDS):
     signum = rng.choice([signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
     group = rng.random() < 0.5
-    runner = rng.choice(sorted(RUNNERS))
+    runner = rng.choice(sorted(STRESS_RUNNERS))
     moment = rng.choice(['starting', 'running', 'writing'])
     delay = rng.uniform(0, 3.0 if moment == 'starting' else 1.0)
     where = (f'round {i} (seed {seed}): {signal.Signals(signum).name} to the '
@@ -41,7 +46,7 @@ def test_random_signals_at_random_moments(tmp_path, corpus, trained_bundle):
     workdir = tmp_path / f'round-{i}'
     workdir.mkdir()
     run = stops.stop_run(str(workdir), input_path=path,
-                         bundle=trained_bundle.path, flags=RUNNERS[runner],
+                         bundle=trained_bundle.path, flags=STRESS_RUNNERS[runner],
                          signum=signum, moment=moment, group=group,
                          delay=delay)
     try:
