@@ -241,18 +241,21 @@ class _StderrFilter:
       saved = os.dup(2)
     except (OSError, ValueError):
       return None
-    try:
-      process = subprocess.Popen(
-          [sys.executable, '-I', '-S', '-c', _FILTER_PROGRAM, pattern, record,
-           inside],
-          stdin=subprocess.PIPE, stdout=saved, close_fds=True)
-    except OSError:
-      os.close(saved)
-      return None
-    os.dup2(process.stdin.fileno(), 2)
-    process.stdin.close()
-    signals.spare(process.pid)
-    return cls(process, saved)
+    # Whole or not at all: a stop signal waits (`runtime.signals`).
+    with signals.held():
+      try:
+        process = subprocess.Popen(
+            signals.ignoring_at_start(
+                [sys.executable, '-I', '-S', '-c', _FILTER_PROGRAM, pattern,
+                 record, inside]),
+            stdin=subprocess.PIPE, stdout=saved, close_fds=True)
+      except OSError:
+        os.close(saved)
+        return None
+      signals.spare(process.pid)  # It prints the command's last line.
+      os.dup2(process.stdin.fileno(), 2)
+      process.stdin.close()
+      return cls(process, saved)
 
   def stop(self) -> None:
     try:

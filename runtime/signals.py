@@ -24,9 +24,8 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import threading
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -146,6 +145,19 @@ def _quiet_thread_error(args) -> None:
                 getattr(args.thread, 'name', '?'), args.exc_value)
 
 
+def ignoring_at_start(argv: Sequence[str],
+                      ignored: Sequence[str] = ('INT', 'TERM', 'HUP')
+                      ) -> list[str]:
+  """``argv`` started with the ``ignored`` signals ignored from its first
+  instruction (``trap '' ...; exec``): an ignored disposition survives
+  ``exec``, and Python then installs no KeyboardInterrupt handler. A helper
+  process of the command (its stderr filter, its warm workers) is so never
+  ended by a signal sent to the process group while it starts, before it
+  could ignore the signal itself."""
+  return ['/bin/sh', '-c', f'trap "" {" ".join(ignored)}; exec "$0" "$@"',
+          *argv]
+
+
 def spare(pid: int) -> None:
   """Keeps a child process out of `stop_children` (the console's stderr
   filter, which must print the last line)."""
@@ -184,10 +196,10 @@ def _stop_now(signum: int) -> None:
   except Exception:  # pylint: disable=broad-except
     pass
   try:
-    sys.stderr.write(f'interrupted by {name}; stopping took longer than '
-                     f'{STOP_DEADLINE_SECS:g} s, so the process was ended; '
-                     f'rerun the same command to recover and finish.\n')
-    sys.stderr.flush()
+    # Straight to file descriptor 2: ``sys.stderr`` may be silenced by now.
+    os.write(2, f'interrupted by {name}; stopping took longer than '
+                f'{STOP_DEADLINE_SECS:g} s, so the process was ended; rerun '
+                f'the same command to recover and finish.\n'.encode())
   finally:
     os._exit(128 + signum)  # pylint: disable=protected-access
 

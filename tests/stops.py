@@ -195,7 +195,8 @@ def check_stopped(run: StoppedRun, documents: int,
   else:
     assert run.returncode == status, (run.returncode, context)
     assert lines and lines[-1].startswith(f'interrupted by {name}'), context
-    assert sum(line.startswith('interrupted by') for line in lines) == 1
+    assert sum(line.startswith('interrupted by') for line in lines) == 1, (
+        'one line', run.stop_secs, context)
   left = _left_processes(run.tmp)
   assert left == [], (f'processes left: {left}', context)
   assert os.listdir(run.tmp) == [], (f'temp files left: '
@@ -210,7 +211,8 @@ def check_stopped(run: StoppedRun, documents: int,
     return 'earlier'
   # Otherwise the new output is complete: every document scored.
   assert run.returncode == 0 or 'after the run finished' in lines[-1], context
-  assert not [p for p in files if p.startswith(('_previous', 'beam-temp'))]
+  assert not [p for p in files if p.startswith(('_previous', 'beam-temp'))], (
+      files, context)
   with open(os.path.join(run.outdir, '_SUMMARY.json'), encoding='utf-8') as f:
     summary = json.load(f)
   assert summary['counts']['scored'] == documents, summary['counts']

@@ -43,7 +43,8 @@ from pipeline.local.machine import (available_cores, is_local_runner,
                                     local_input_bytes, local_tf_threads,
                                     local_workers)
 from pipeline.local.processes import WARM_WORKERS_MODULE as MODULE
-from runtime import collector, console, internals, process_exit, sdk_worker
+from runtime import (collector, console, internals, process_exit,
+                     sdk_worker, signals)
 from runtime.argv import flag_value
 _LOGGER = logging.getLogger(__name__)
 _SOCKET_NAME = 'workers.sock'
@@ -99,7 +100,8 @@ class WarmWorkers:
   @property
   def worker_command(self) -> str:
     """The shell command Beam runs for each worker process."""
-    return (f'{_quote(sys.executable)} -m {MODULE} connect '
+    # SIGINT ignored from the start, as for a cold worker (`cold_runner`).
+    return (f'trap "" INT; exec {_quote(sys.executable)} -m {MODULE} connect '
             f'{_quote(self.socket_path)}')
 
   def runner(self, options: Any):
@@ -163,8 +165,10 @@ def local_runner(options: Any, command: str):
 def cold_runner(options: Any):
   """Beam's FnApiRunner whose worker processes start cold, each running
   Beam's harness through `runtime.sdk_worker` (`local_runner`)."""
-  return local_runner(options,
-                      f'{_quote(sys.executable)} -m {sdk_worker.MODULE}')
+  # Started with SIGINT ignored until `runtime.sdk_worker` restores it, so
+  # that a Ctrl-C while the interpreter starts prints no traceback.
+  return local_runner(options, f'trap "" INT; exec {_quote(sys.executable)} '
+                      f'-m {sdk_worker.MODULE}')
 
 
 def supported() -> bool:
@@ -212,10 +216,11 @@ def start(workers: int, *, model: str, tf_threads: int = 0,
     listener.listen(max(8, workers))
     fd = listener.fileno()
     process = subprocess.Popen(
-        [sys.executable, '-m', MODULE, 'serve', '--socket_fd', str(fd),
-         '--workers', str(workers), '--model', model,
-         '--tf_threads', str(tf_threads),
-         '--scoring_function', scoring_function],
+        signals.ignoring_at_start(
+            [sys.executable, '-m', MODULE, 'serve', '--socket_fd', str(fd),
+             '--workers', str(workers), '--model', model,
+             '--tf_threads', str(tf_threads),
+             '--scoring_function', scoring_function], ignored=('INT',)),
         stdin=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(fd,))
   finally:
     # Only the warm processes hold the socket now: once each has taken its
@@ -461,7 +466,8 @@ def _end(status: int) -> None:
 
 
 def _run_cold() -> None:
-  signal.signal(signal.SIGINT, signal.SIG_DFL)  # As Beam starts its worker.
+  # SIGINT stays ignored through the exec; `runtime.sdk_worker` restores it
+  # once its interpreter has started.
   os.execv(sys.executable, [sys.executable, '-m', sdk_worker.MODULE])
 
 

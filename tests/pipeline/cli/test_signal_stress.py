@@ -33,7 +33,7 @@ def test_random_signals_at_random_moments(tmp_path, corpus, trained_bundle):
   rng = random.Random(seed)
   path = str(tmp_path / 'docs.jsonl')
   documents = stops.write_input(path, corpus, copies=4)
-  ends = []
+  ends, times = [], []
   for i in range(ROUNDS):
     signum = rng.choice([signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
     group = rng.random() < 0.5
@@ -53,5 +53,10 @@ def test_random_signals_at_random_moments(tmp_path, corpus, trained_bundle):
       ends.append(stops.check_stopped(run, documents))
     except AssertionError as e:
       raise AssertionError(f'{where}: {e}') from e
+    times.append(run.stop_secs)
+    print(f'{where}: {ends[-1]}, exit {run.returncode}, stopped in '
+          f'{run.stop_secs:.2f} s')
+  print(f'stop times: median {sorted(times)[len(times) // 2]:.2f} s, '
+        f'longest {max(times):.2f} s')
   # Most rounds must really be stopped, or the test tests little.
   assert ends.count('earlier') >= ROUNDS // 2, ends

@@ -1,0 +1,104 @@
+"""`runtime.signals` and `runtime.temp_dir` in this process: the first stop
+signal raises once, a held block finishes first, later signals are ignored.
+(Whole commands stopped by signals: ``tests/pipeline/cli/test_signals.py``.)
+"""
+
+import os
+import signal
+import tempfile
+import threading
+import time
+
+import pytest
+
+from runtime import signals, temp_dir
+
+
+@pytest.fixture
+def installed(monkeypatch):
+  """The handlers installed, then pytest's back; the deadline never fires."""
+  saved = {s: signal.getsignal(s) for s in signals.STOP_SIGNALS}
+  saved_hook = threading.excepthook
+  monkeypatch.setattr(signals, '_state', signals._State())  # pylint: disable=protected-access
+  monkeypatch.setattr(signals, 'STOP_DEADLINE_SECS', 3600.0)
+  signals.install()
+  yield signals._state  # pylint: disable=protected-access
+  if signals._state.deadline is not None:  # pylint: disable=protected-access
+    signals._state.deadline.cancel()  # pylint: disable=protected-access
+  for s, handler in saved.items():
+    signal.signal(s, handler)
+  threading.excepthook = saved_hook
+
+
+@pytest.mark.parametrize('signum,status', [
+    (signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
+def test_a_stop_signal_raises_interrupted_once(installed, signum, status):
+  with pytest.raises(signals.Interrupted) as raised:
+    signal.raise_signal(signum)
+    time.sleep(1)  # The handler runs at the next instruction.
+  assert raised.value.exit_status == status
+  assert raised.value.name == signal.Signals(signum).name
+  assert signals.received() == signum
+  signal.raise_signal(signal.SIGTERM)  # A second one: ignored.
+  time.sleep(0.05)
+
+
+def test_a_held_block_finishes_before_the_signal_is_raised(installed):
+  steps = []
+  with pytest.raises(signals.Interrupted):
+    with signals.held():
+      signal.raise_signal(signal.SIGTERM)
+      time.sleep(0.05)
+      steps.append('finished')
+  assert steps == ['finished']
+
+
+def test_an_error_of_a_held_block_goes_on_as_it_is(installed):
+  with pytest.raises(OSError):
+    with signals.held():
+      signal.raise_signal(signal.SIGHUP)
+      raise OSError('disk full')
+  assert signals.received() == signal.SIGHUP
+
+
+def test_callbacks_run_when_stopping(installed):
+  called = []
+  with signals.when_stopping(lambda: called.append(1)):
+    with pytest.raises(signals.Interrupted):
+      signal.raise_signal(signal.SIGINT)
+      time.sleep(1)
+  assert called == [1]
+
+
+def test_another_thread_is_stopped():
+  stopped = []
+
+  def busy():
+    try:
+      while True:
+        time.sleep(0.01)
+    except signals.ThreadStopped:
+      stopped.append(True)
+      raise
+
+  thread = threading.Thread(target=busy, daemon=True)
+  thread.start()
+  saved_hook = threading.excepthook
+  threading.excepthook = lambda args: None
+  try:
+    assert signals.stop_thread(thread, 5.0)
+  finally:
+    threading.excepthook = saved_hook
+  assert stopped == [True]
+
+
+def test_the_run_temp_dir_holds_temp_files_and_goes(monkeypatch, tmp_path):
+  monkeypatch.setenv('TMPDIR', str(tmp_path))
+  monkeypatch.setattr(tempfile, 'tempdir', None)
+  with temp_dir.run_temp_dir() as root:
+    assert os.environ['TMPDIR'] == root == tempfile.gettempdir()
+    assert os.path.dirname(root) == str(tmp_path)
+    made = tempfile.mkdtemp()
+    assert made.startswith(root + os.sep)
+  assert not os.path.exists(root)
+  assert os.environ['TMPDIR'] == str(tmp_path)
