@@ -205,25 +205,18 @@ def _stop_now(signum: int) -> None:
 
 
 class ThreadStopped(BaseException):
-  """Raised in a thread that `stop_thread` stops."""
+  """Raised in a thread that `raise_in_thread` stops."""
 
 
-def stop_thread(thread: threading.Thread, wait_secs: float) -> bool:
-  """Raises `ThreadStopped` in another thread of this process and waits for
-  it to end.
+def raise_in_thread(thread: threading.Thread,
+                    exception: type = ThreadStopped) -> None:
+  """Raises ``exception`` in another thread of this process.
 
-  CPython's ``PyThreadState_SetAsyncExc`` (a documented C API) delivers the
-  exception at the thread's next Python instruction; a thread inside a long
-  C call (a TensorFlow batch) meets it when the call returns.
-
-  Returns:
-    Whether the thread ended within ``wait_secs``.
+  CPython's ``PyThreadState_SetAsyncExc`` (a documented C API) delivers it at
+  the thread's next Python instruction; a thread inside a long C call (a
+  TensorFlow batch, a gRPC wait) meets it when the call returns.
   """
   import ctypes  # pylint: disable=import-outside-toplevel
-  import time  # pylint: disable=import-outside-toplevel
-  deadline = time.monotonic() + wait_secs
-  while thread.is_alive() and time.monotonic() < deadline:
+  if thread.ident is not None and thread.is_alive():
     ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread.ident), ctypes.py_object(ThreadStopped))
-    thread.join(0.2)
-  return not thread.is_alive()
+        ctypes.c_ulong(thread.ident), ctypes.py_object(exception))

@@ -102,7 +102,7 @@ def _run_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace,
     reporter: the progress line.
     describe: makes the summary of a finished run from its result and what
       was recovered of a killed run's leftovers.
-    in_process: whether the job's workers are threads of this process.
+    in_process: whether the job's workers are the run's own thread.
   """
   result, succeeded, set_aside, recovered = None, False, False, {}
   try:

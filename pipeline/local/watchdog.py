@@ -16,8 +16,10 @@ process: it notices that report, gives Beam ``grace_secs`` to fail on its own,
 and otherwise stops the run itself. Either way it stops the run's remaining
 worker processes and raises :class:`WorkerDied`. A run that is stopped for
 any other reason (a timeout, a stop signal: `runtime.signals`) is cancelled
-the same way; an in-process run's thread is stopped too, so that nothing
-writes to the output once this function has raised. A portable job service runs
+the same way. Where the runner lives in this process, its thread is stopped
+too (it starts worker processes stage by stage, and in-process workers are
+its own), so that nothing writes to the output once this function has
+raised. A portable job service runs
 its workers where this process cannot see them; there ``--job_timeout_secs``
 bounds the wait. What the run left in its output folder is the caller's to
 clean up (`pipeline.io.outdir.finish`), on every failure alike.
@@ -39,8 +41,8 @@ from pipeline.local.machine import is_local_runner
 from runtime import internals, signals
 
 _LOGGER = logging.getLogger(__name__)
-# How long an in-process run's thread may take to stop.
-STOP_THREAD_SECS = 5.0
+# How long a stopped run may take to stop its thread and worker processes.
+STOP_SECS = 5.0
 
 class RunAborted(RuntimeError):
   """The run was stopped before it finished."""
@@ -84,13 +86,37 @@ class WatchdogOptions(PipelineOptions):
         'for a worker that dies before its first bundle; this bounds it.')
 
 
-def _stop_workers(wait_secs: float = 5.0) -> None:
-  """Stops this process's SDK workers and waits for Beam to see it."""
-  processes.stop(processes.worker_processes(), wait_secs)
-  # Beam's threads that watch the workers report their exits; let them.
-  for thread in threading.enumerate():
-    if thread.name == internals.SDK_WORKER_THREAD:
-      thread.join(wait_secs)
+def _stop_run(thread: threading.Thread, runner_here: bool, in_process: bool,
+              wait_secs: float = STOP_SECS) -> None:
+  """Stops a run: its thread, when the runner lives in this process, and
+  its SDK worker processes, including any the thread starts meanwhile.
+
+  Raises `runtime.signals.ThreadStopped` in the run's thread (where the
+  DirectRunner starts worker processes, and where in-process workers read
+  and write) and stops worker processes, until none is left twice in a row
+  and, for ``in_process`` workers, the thread has ended; or until
+  ``wait_secs`` have passed. (A runner whose worker processes are gone may
+  wait on them forever inside a lock, where no exception reaches it; it
+  writes nothing itself.) Then lets Beam's threads that watch the workers
+  report their exits.
+  """
+  deadline = time.monotonic() + wait_secs
+  calm = 0
+  while True:
+    if runner_here and thread.is_alive():
+      signals.raise_in_thread(thread, signals.ThreadStopped)
+    found = processes.worker_processes()
+    processes.stop(found, wait_secs=1.0)
+    thread.join(0.1)
+    calm = 0 if found else calm + 1
+    if calm >= 2 and not (in_process and thread.is_alive()):
+      break
+    if time.monotonic() > deadline:
+      _LOGGER.warning('The run did not stop within %.0f s', wait_secs)
+      break
+  for watcher in threading.enumerate():
+    if watcher.name == internals.SDK_WORKER_THREAD:
+      watcher.join(max(0.0, min(0.5, deadline - time.monotonic())))
 
 
 class _WorkerExits:
@@ -141,8 +167,8 @@ def run_and_wait(pipeline: beam.Pipeline, *,
     poll_secs: how often to look at the run.
     on_start: called with the PipelineResult as soon as the job started
       (e.g. to poll its metrics), before it is waited for.
-    in_process: whether the job's workers run in this process (the
-      DirectRunner in memory): a stopped run's thread is then stopped too.
+    in_process: whether the job's workers are the run's own thread (the
+      DirectRunner in memory): a stopped run waits for that thread to end.
 
   Returns:
     The finished PipelineResult.
@@ -201,13 +227,8 @@ def run_and_wait(pipeline: beam.Pipeline, *,
           # After a stop signal the job server may have stopped with it.
           (_LOGGER.debug if signals.received() else _LOGGER.warning)(
               'Could not cancel the job: %s', e)
-      _stop_workers()
-      if in_process and thread.is_alive():
-        # Its workers are threads of this process, still reading and
-        # writing: stop them before anyone cleans up after the run.
-        if not signals.stop_thread(thread, STOP_THREAD_SECS):
-          _LOGGER.warning('The run\'s thread did not stop within %.0f s',
-                          STOP_THREAD_SECS)
+      # Nothing of the run may write to the output once this raises.
+      _stop_run(thread, _runs_in_process(pipeline), in_process)
       raise
     exits.stopping = True
     if 'error' not in box:

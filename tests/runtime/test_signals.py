@@ -86,10 +86,11 @@ def test_another_thread_is_stopped():
   saved_hook = threading.excepthook
   threading.excepthook = lambda args: None
   try:
-    assert signals.stop_thread(thread, 5.0)
+    signals.raise_in_thread(thread)
+    thread.join(5.0)
   finally:
     threading.excepthook = saved_hook
-  assert stopped == [True]
+  assert stopped == [True] and not thread.is_alive()
 
 
 def test_the_run_temp_dir_holds_temp_files_and_goes(monkeypatch, tmp_path):
