@@ -177,15 +177,22 @@ def stop_children(wait_secs: float = 3.0) -> int:
                 if p.pid not in _state.spared]
   except psutil.Error:
     return 0
-  for child in children:
-    with contextlib.suppress(psutil.Error):
-      child.terminate()
-  _, alive = psutil.wait_procs(children, timeout=wait_secs)
-  for child in alive:
-    with contextlib.suppress(psutil.Error):
-      child.kill()
-  psutil.wait_procs(alive, timeout=wait_secs)
+  stop_processes(children, wait_secs)
   return len(children)
+
+
+def stop_processes(processes: list, wait_secs: float = 5.0) -> None:
+  """Terminates ``processes`` (psutil), then kills those still there after
+  ``wait_secs``, and waits for them to be gone."""
+  import psutil  # pylint: disable=import-outside-toplevel
+  for process in processes:
+    with contextlib.suppress(psutil.Error):
+      process.terminate()
+  _, alive = psutil.wait_procs(processes, timeout=wait_secs)
+  for process in alive:
+    with contextlib.suppress(psutil.Error):
+      process.kill()
+  psutil.wait_procs(alive, timeout=wait_secs)
 
 
 def _stop_now(signum: int) -> None:

@@ -11,7 +11,7 @@ from typing import Optional
 
 import psutil
 
-from runtime import sdk_worker
+from runtime import sdk_worker, signals
 from runtime.process_exit import SDK_WORKER_MAIN
 
 # `pipeline.local.warm_workers`, as ``python -m`` runs it.
@@ -47,16 +47,5 @@ def worker_processes(root: Optional[int] = None) -> list[psutil.Process]:
 
 def stop(processes: list[psutil.Process], wait_secs: float = 5.0) -> None:
   """Terminates ``processes``, then kills those still there after
-  ``wait_secs``, and waits for them to be gone."""
-  for process in processes:
-    try:
-      process.terminate()
-    except psutil.NoSuchProcess:
-      pass
-  _, alive = psutil.wait_procs(processes, timeout=wait_secs)
-  for process in alive:
-    try:
-      process.kill()
-    except psutil.NoSuchProcess:
-      pass
-  psutil.wait_procs(alive, timeout=wait_secs)
+  ``wait_secs``, and waits for them to be gone (`runtime.signals`)."""
+  signals.stop_processes(processes, wait_secs)
