@@ -249,6 +249,20 @@ def _fetch(jar: JobServerJar, directory: str) -> tuple[Optional[str], str]:
     return target, ''
 
 
+def fetch_notice(runner: str, options: Sequence[JobServerJar],
+                 directory: str) -> str:
+  """The one line printed before Maven fetches ``runner``'s job server."""
+  def what(jar: JobServerJar) -> str:
+    _, artifact, version = (jar.artifact or jar.libraries[0]).split(':')
+    return f'{artifact} {version}' + ('' if jar.artifact else ' (assembled)')
+  home = os.path.expanduser('~')
+  shown = ('~' + directory[len(home):]
+           if directory.startswith(home + os.sep) else directory)
+  return (f'Fetching Beam\'s {runner.capitalize()} job server with Maven into '
+          f'{shown} (first run only): '
+          f'{", else ".join(what(jar) for jar in options)}')
+
+
 def ensure_job_server(runner: str, *, cache: Optional[str] = None,
                       beam_version: str = beam.__version__) -> str:
   """Returns the path of ``runner``'s job-server jar, fetching it if needed.
@@ -275,10 +289,14 @@ def ensure_job_server(runner: str, *, cache: Optional[str] = None,
         f'jar).')
   failures = []
   with _locked(directory):
-    for jar in options:
+    for number, jar in enumerate(options):
       path = os.path.join(directory, jar.name + '.jar')
       if os.path.exists(path):  # fetched by another process meanwhile
         return path
+      if not number:
+        # Maven may take a while (hundreds of MB on a first run): one line
+        # says what is happening, also at the default (quiet) log level.
+        _console.say(fetch_notice(runner, options, directory))
       path, why = _fetch(jar, directory)
       if path:
         _LOGGER.info('%s job server: %s', runner.capitalize(), path)

@@ -40,6 +40,7 @@ import tests.memfs as memfs
 from pipeline import job_servers
 from pipeline.cli import score, summary
 from tests import services, stops
+from tests.pipeline.cli.test_cli import FOREIGN, OWN_STDERR
 from tests.pipeline.cli.test_score import _read_errors, _read_scores
 from transforms.handler import WORKER_COUNTER_PREFIX, worker_identity
 from transforms.metrics import NAMESPACE
@@ -204,19 +205,47 @@ def test_spark_matches_direct(tmp_path, mixed, direct, remote_bundle,
   assert totals['models_loaded'] == 1
 
 
-def test_flink_runner_as_a_user_types_it(tmp_path, mixed, direct,
-                                         trained_bundle):
-  """``--runner FlinkRunner``: Beam starts the job server from the cache."""
+@pytest.mark.parametrize('engine,flags,fmt', [
+    ('flink', ['--runner', 'FlinkRunner', '--parallelism', '2'], 'parquet'),
+    ('spark', ['--runner', 'SparkRunner', '--spark_master_url', 'local[2]'],
+     'jsonl'),
+])
+def test_engines_as_a_user_types_them(tmp_path, mixed, direct, trained_bundle,
+                                      engine, flags, fmt):
+  """``--runner FlinkRunner`` / ``SparkRunner`` as typed: Beam starts the job
+  server, and the console holds only the command's own lines (#23, item 8):
+  one line while Maven fetches the job server into an empty cache, no gRPC
+  tracebacks, no "Really destroying service", no temporary folders left."""
   outdir = str(tmp_path / 'out')
+  scratch = tmp_path / 'tmp'
+  scratch.mkdir()
+  env = dict(services.env(), TMPDIR=str(scratch))
+  env.pop('TF_CPP_MIN_LOG_LEVEL')  # the command quiets TensorFlow itself
+  if engine == 'spark':
+    # A first run: Maven copies the job server into an empty cache.
+    env[job_servers.CACHE_ENV] = str(tmp_path / 'jars')
   done = subprocess.run(
       [sys.executable, '-m', 'pipeline.score', '--input', mixed['pattern'],
-       '--model', trained_bundle.path, '--output', outdir, '--format',
-       'parquet', '--runner', 'FlinkRunner', '--parallelism', '2'],
-      cwd=ROOT, env=services.env(), capture_output=True, text=True, timeout=600,
+       '--model', trained_bundle.path, '--output', outdir, '--format', fmt,
+       '--progress_secs', '0', *flags],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
       check=False)
   assert done.returncode == 0, done.stderr[-3000:]
-  assert f'Scored {mixed["good"]} documents' in done.stdout
-  _assert_same_records(outdir, 'parquet', direct, 'FlinkRunner parquet')
+  _assert_same_records(outdir, fmt, direct, f'{engine} {fmt}')
+  stdout = done.stdout.splitlines()
+  assert len(stdout) == 2 and stdout[0].startswith(
+      f'Scored {mixed["good"]} documents'), done.stdout
+  stderr = done.stderr.splitlines()
+  fetching = [l for l in stderr if l.startswith('Fetching Beam\'s')]
+  assert len(fetching) == (engine == 'spark'), done.stderr
+  if fetching:
+    assert f'Spark job server with Maven into {tmp_path / "jars"}' in (
+        fetching[0])
+  others = [l for l in stderr if l not in fetching
+            and not OWN_STDERR.match(l)]
+  assert not others, done.stderr
+  assert not FOREIGN.search(done.stdout + done.stderr), done.stderr
+  assert os.listdir(scratch) == [], os.listdir(scratch)
 
 
 # --- Parallelism: both task slots score -------------------------------------
