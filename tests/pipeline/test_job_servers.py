@@ -75,14 +75,30 @@ def test_missing_java_is_named(tmp_path, monkeypatch, capsys,
 
 @pytest.mark.cluster
 @needs('java')
-def test_cached_jar_needs_no_maven(tmp_path, monkeypatch):
+def test_cached_jar_needs_no_maven(tmp_path, monkeypatch, capfd):
   cached = job_servers.ensure_job_server('flink')
+  capfd.readouterr()
   monkeypatch.setenv('PATH', _path_with(tmp_path, 'java'))
   options = PipelineOptions(['--runner', 'FlinkRunner'])
   job_servers.prepare_runner(options)
+  assert capfd.readouterr().err == ''  # no "Fetching ..." line
   assert options.view_as(FlinkRunnerOptions).flink_job_server_jar == cached
   properties = options.view_as(JobServerOptions).job_server_jvm_properties
   assert set(job_servers.FLINK_JVM_PROPERTIES) <= set(properties)
+
+
+@needs('java')
+@pytest.mark.parametrize('runner', job_servers.RUNNERS)
+def test_the_fetch_notice_names_what_and_where(runner):
+  directory = os.path.join(os.path.expanduser('~'), 'jars')
+  line = job_servers.fetch_notice(runner, job_servers.candidates(runner),
+                                  directory)
+  assert '\n' not in line and line.startswith(
+      f"Fetching Beam's {runner.capitalize()} job server with Maven into "
+      f"~{os.sep}jars (first run only): ")
+  for jar in job_servers.candidates(runner):
+    artifact = (jar.artifact or jar.libraries[0]).split(':')[1]
+    assert artifact in line, (artifact, line)
 
 
 @needs('java')
