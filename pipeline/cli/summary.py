@@ -18,6 +18,7 @@ from model import storage
 from model.bundle import MANIFEST, package_versions
 from pipeline.io.outdir import (ERRORS_PREFIX, SCORES_PREFIX, SUMMARY_NAME,
                                 shard_names)
+from transforms.handler import WORKER_COUNTER_PREFIX
 from transforms.metrics import NAMESPACE
 
 COUNTERS = ('documents', 'tokens', 'unknown_tokens', 'truncated', 'empty',
@@ -49,6 +50,27 @@ def summarize(result, *, attempted: bool = False) -> dict[str, int]:
               counter.attempted)
       totals[name] += value or 0
   return totals
+
+
+def scored_by_worker(result, *, attempted: bool = False) -> dict[str, int]:
+  """Documents scored by each worker process, ``{'HOST:PID': count}``.
+
+  Shows whether every task slot or core of an engine scored: one entry per
+  Python process that ran the model (committed values where the runner has
+  them, unless ``attempted``), sorted by name.
+  """
+  counters = result.metrics().query(
+      MetricsFilter().with_namespace(NAMESPACE))['counters']
+  workers: dict[str, int] = {}
+  for counter in counters:
+    name = counter.key.metric.name
+    if name.startswith(WORKER_COUNTER_PREFIX):
+      value = counter.committed if (
+          counter.committed is not None and not attempted) else (
+              counter.attempted)
+      worker = name[len(WORKER_COUNTER_PREFIX):]
+      workers[worker] = workers.get(worker, 0) + (value or 0)
+  return dict(sorted(workers.items()))
 
 
 def _is_secret(name: str) -> bool:
@@ -101,6 +123,7 @@ def record(result: Any, args: Any, options: Any, *, started: str,
       'finished_at': now(),
       'seconds': round(seconds, 3),
       'counts': summarize(result),
+      'scored_by_worker': scored_by_worker(result),
       'input': {'pattern': args.input, 'files': files, 'bytes': total_bytes},
       'outputs': {'scores': shard_names(args.output, SCORES_PREFIX),
                   'errors': shard_names(args.output, ERRORS_PREFIX)},

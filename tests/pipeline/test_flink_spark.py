@@ -34,7 +34,6 @@ import sys
 
 import numpy as np
 import pytest
-from apache_beam.metrics.metric import MetricsFilter
 
 import tests.memfs as memfs
 from pipeline import job_servers
@@ -42,8 +41,7 @@ from pipeline.cli import score, summary
 from tests import services, stops
 from tests.pipeline.cli.test_cli import FOREIGN, OWN_STDERR
 from tests.pipeline.cli.test_score import _read_errors, _read_scores
-from transforms.handler import WORKER_COUNTER_PREFIX, worker_identity
-from transforms.metrics import NAMESPACE
+from transforms.handler import worker_identity
 
 # Every test here starts Java: Beam's job servers, Flink, Spark.
 pytestmark = pytest.mark.cluster
@@ -155,17 +153,7 @@ def _assert_same_records(outdir, fmt, direct, label):
 
 def _scored_by_worker(result) -> dict[str, int]:
   """Documents scored per worker process (``HOST:PID``)."""
-  counters = result.metrics().query(
-      MetricsFilter().with_namespace(NAMESPACE))['counters']
-  workers: dict[str, int] = {}
-  for counter in counters:
-    name = counter.key.metric.name
-    if name.startswith(WORKER_COUNTER_PREFIX):
-      value = counter.committed if counter.committed is not None else (
-          counter.attempted)
-      worker = name[len(WORKER_COUNTER_PREFIX):]
-      workers[worker] = workers.get(worker, 0) + (value or 0)
-  return workers
+  return summary.scored_by_worker(result)
 
 
 def _flink(endpoint: str) -> list[str]:

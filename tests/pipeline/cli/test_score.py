@@ -4,6 +4,7 @@ import csv
 import glob
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -265,6 +266,9 @@ def test_outputs_open_as_datasets(tmp_path, corpus, trained_bundle, fmt,
   assert summary == json.loads(json.dumps(result.summary, default=str))
   assert summary['counts']['scored'] == len(good_ids)
   assert summary['counts']['errors'] == len(bad_ids)
+  # Every document scored is counted under the process that scored it.
+  assert sum(summary['scored_by_worker'].values()) == len(good_ids)
+  assert all(re.fullmatch(r'.+:\d+', w) for w in summary['scored_by_worker'])
   assert summary['options']['output_format'] == fmt
   assert summary['options']['scores_as'] == scores_as
   assert summary['started_at'] <= summary['finished_at']
