@@ -11,6 +11,13 @@ from typing import Any, Optional
 
 #: The scorer's variants, as users run it: ``python -m pipeline.score``.
 SCORE_VARIANTS = ('ours_1w', 'ours_2w', 'ours_default')
+#: The scorer on real engines (`tests.clusters`): ``pipeline.score`` with
+#: ``--runner FlinkRunner --flink_master`` / ``SparkRunner
+#: --spark_master_url spark://``, compared with ``ours_default``.
+ENGINE_VARIANTS = ('flink_cluster', 'spark_cluster')
+ENGINE_BASELINE = 'ours_default'
+#: (c) each engine's steady state against the DirectRunner default's.
+ENGINE_TARGET = 0.8
 #: The documents at and over which target (a) and the 5x of (b) apply.
 LARGE_DOCS = 8000
 SCALING_TARGET = 1.7
@@ -139,12 +146,75 @@ def write_report(rows: list[dict[str, Any]], corpora: dict[str, dict],
           f'{_f(_ratio(r["steady_tokens_per_s"], workers), ".0f")} | '
           f'{_f(worker_rss_mb(r), ".0f")} | '
           f'{_f(r.get("peak_main_rss_mb"), ".0f")} |')
+  engines = engine_rows(rows)
+  if engines:
+    lines += [
+        '', f'Engines against the DirectRunner default (`{ENGINE_BASELINE}`, '
+        'same documents and files, same run). Start-up is the command\'s wall '
+        'time on the tiny corpus, with the cluster already running; steady '
+        'state is documents / (wall - start-up); marginal is the documents '
+        'added / the seconds added from the smallest to the largest corpus:',
+        '', '| variant | docs | files | start-up s | steady docs/s | '
+        f'{ENGINE_BASELINE} steady docs/s | steady ratio | marginal docs/s | '
+        f'{ENGINE_BASELINE} marginal docs/s | marginal ratio | scored by |',
+        '|---|---|---|---|---|---|---|---|---|---|---|']
+    for e in engines:
+      lines.append(
+          f'| {e["variant"]} | {e["docs"]} | {e["files"]} | '
+          f'{_f(e["startup_s"], ".1f")} | {_f(e["steady"], ".1f")} | '
+          f'{_f(e["base_steady"], ".1f")} | {_f(e["steady_ratio"], ".2f", "x")}'
+          f' | {_f(e["marginal"], ".1f")} | {_f(e["base_marginal"], ".1f")} | '
+          f'{_f(e["marginal_ratio"], ".2f", "x")} | '
+          f'{e.get("scored_by") or ""} |')
   lines += ['', 'Against the targets:', '']
   lines += [f'- {line}' for line in target_lines(rows)]
   text = '\n'.join(lines) + '\n'
   with open(os.path.join(results_dir, 'results.md'), 'w', encoding='utf-8') as f:
     f.write(text)
   return text
+
+
+def _marginal(small: Optional[dict[str, Any]],
+              large: Optional[dict[str, Any]]) -> Optional[float]:
+  """Documents added / seconds added from ``small``'s run to ``large``'s."""
+  if not small or not large or large['docs'] <= small['docs']:
+    return None
+  return _rate(large['docs'] - small['docs'],
+               large['seconds'] - small['seconds'])
+
+
+def engine_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+  """Each engine run beside the DirectRunner default's on the same input.
+
+  Returns:
+    One dict per row of an `ENGINE_VARIANTS` variant: ``variant``,
+    ``docs``, ``files``, ``startup_s``, ``steady`` and ``base_steady``
+    (steady docs/s), ``steady_ratio``; on the largest corpus also
+    ``marginal``, ``base_marginal`` and ``marginal_ratio`` (from the
+    smallest corpus, same files); ``scored_by``: the worker processes that
+    scored documents, where known.
+  """
+  at = {(r['variant'], r['docs'], r['files']): r for r in rows}
+  sizes = sorted({r['docs'] for r in rows})
+  out = []
+  for r in rows:
+    if r['variant'] not in ENGINE_VARIANTS:
+      continue
+    base = at.get((ENGINE_BASELINE, r['docs'], r['files']))
+    e = {'variant': r['variant'], 'docs': r['docs'], 'files': r['files'],
+         'startup_s': r.get('startup_s'), 'steady': r['steady_docs_per_s'],
+         'base_steady': base and base['steady_docs_per_s'],
+         'marginal': None, 'base_marginal': None,
+         'scored_by': r.get('scored_by')}
+    e['steady_ratio'] = _ratio(e['steady'], e['base_steady'])
+    if r['docs'] == sizes[-1] and len(sizes) > 1:
+      e['marginal'] = _marginal(at.get((r['variant'], sizes[0], r['files'])),
+                                r)
+      e['base_marginal'] = _marginal(
+          at.get((ENGINE_BASELINE, sizes[0], r['files'])), base)
+    e['marginal_ratio'] = _ratio(e['marginal'], e['base_marginal'])
+    out.append(e)
+  return out
 
 
 def _round_ratios(one: dict[str, Any], two: dict[str, Any]) -> str:
@@ -184,6 +254,17 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
                  f'classic script\'s documents/s whole process, '
                  f'{_f(ours["steady_ratio"], ".2f", "x") or "n/a"} steady '
                  f'state (target >= {target:g}x)')
+  for e in engine_rows(rows):  # (c) the engines against the DirectRunner.
+    if e['steady_ratio'] is None and e['marginal_ratio'] is None:
+      continue
+    measures = [f'{_f(e["steady_ratio"], ".2f", "x")} steady state'
+                if e['steady_ratio'] is not None else '']
+    if e['marginal_ratio'] is not None:
+      measures.append(f'{e["marginal_ratio"]:.2f}x marginal')
+    out.append(f'(c) {e["variant"]} / {ENGINE_BASELINE}, {e["docs"]} '
+               f'documents from {e["files"]} file(s): '
+               f'{", ".join(m for m in measures if m)} '
+               f'(target >= {ENGINE_TARGET}x)')
   for docs in sizes:  # Scores.
     diffs = [r['max_diff'] for r in rows if r['docs'] == docs
              and r['variant'] != 'classic' and r.get('max_diff') is not None]

@@ -253,6 +253,33 @@ def test_report_shows_scaling_speedup_steady_state_and_per_worker(tmp_path):
           'classic script over 6 runs 0.00e+00') in text
 
 
+def test_report_puts_each_engine_beside_the_direct_runner_default(tmp_path):
+  rows = _rows()
+  for docs, seconds in ((2000, 30.0), (8000, 50.0)):
+    rows.append({'variant': 'flink_cluster', 'docs': docs, 'files': 1,
+                 'workers': 2, 'seconds': seconds, 'startup_s': 20.0,
+                 'real_tokens': 1000 * docs, 'scored_by': 2})
+  rows = report.derive(rows)
+  engines = {e['docs']: e for e in report.engine_rows(rows)}
+  large = engines[8000]
+  assert large['steady'] == pytest.approx(8000 / 30.0)
+  assert large['base_steady'] == pytest.approx(8000 / 12.0)
+  assert large['steady_ratio'] == pytest.approx(12.0 / 30.0)
+  # Marginal: 6,000 documents more in 20 s more, against 9.2 s more.
+  assert large['marginal'] == pytest.approx(6000 / 20.0)
+  assert large['base_marginal'] == pytest.approx(6000 / 9.2)
+  assert large['marginal_ratio'] == pytest.approx(9.2 / 20.0)
+  assert engines[2000]['marginal'] is None  # Only on the largest corpus.
+  text = report.write_report(rows, {}, str(tmp_path), 'test machine')
+  assert ('| flink_cluster | 8000 | 1 | 20.0 | 266.7 | 666.7 | 0.40x | 300.0 '
+          '| 652.2 | 0.46x | 2 |') in text
+  assert ('(c) flink_cluster / ours_default, 8000 documents from 1 file(s): '
+          '0.40x steady state, 0.46x marginal (target >= 0.8x)') in text
+  # Without engine rows, no engine table.
+  assert 'Engines against' not in report.write_report(
+      _rows(), {}, str(tmp_path), 'test machine')
+
+
 @settings(max_examples=60, deadline=None)
 @given(seconds=st.lists(st.floats(1, 1000), min_size=1, max_size=7),
        data=st.data())
