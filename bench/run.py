@@ -20,7 +20,13 @@ whole process:
   with no runner flag (`pipeline.local.scaling` decides); each from one file and
   from the same documents dealt into each ``--files`` count of files;
 * ``floor_mecab`` and ``floor_model``: MeCab alone and the model alone as
-  the scorer runs it (their own timers: the least any pipeline could spend).
+  the scorer runs it (their own timers: the least any pipeline could spend);
+* ``flink_cluster`` and ``spark_cluster`` (only when named in
+  ``--variants``): ``python -m pipeline.score`` submitted to a Flink session
+  cluster (a JobManager, two TaskManagers of one slot, each with its own
+  Beam worker pool) and to a Spark standalone master with a 2-core worker,
+  started on this machine for the run (`tests.clusters`); the report puts
+  each beside ``ours_default`` (target (c): steady state >= 0.8x).
 
 Start-up is each command's wall time on a tiny corpus (``--startup_docs``,
 dealt into the same number of files; ``ours_default`` with the runner flags
@@ -38,7 +44,9 @@ repeats apart; the report also gives target (a) round by round.
 """
 
 import argparse
+import contextlib
 import glob
+import importlib
 import json
 import logging
 import os
@@ -49,7 +57,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 import psutil
@@ -65,13 +73,27 @@ _LOGGER = logging.getLogger(__name__)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = ('classic', 'beam_stock', 'ours_1w', 'ours_2w', 'ours_default',
-            'floor_mecab', 'floor_model')
-#: Runner flags of the scorer's variants.
+            'floor_mecab', 'floor_model', 'flink_cluster', 'spark_cluster')
+#: What runs without ``--variants``: everything but the engines, which start
+#: clusters (Java) first.
+DEFAULT_VARIANTS = VARIANTS[:-2]
+#: Runner flags of the scorer's variants. The engines' flags come from their
+#: cluster (`ENGINE_CLUSTERS`), started once for the whole run.
 SCORE_FLAGS = {
     'ours_1w': ['--direct_num_workers', '1'],
     'ours_2w': ['--direct_running_mode', 'multi_processing',
                 '--direct_num_workers', '2'],
     'ours_default': [],
+    'flink_cluster': [],
+    'spark_cluster': [],
+}
+#: The engines as users run them on a cluster: ``pipeline.score`` submitted
+#: to a cluster of separate processes on this machine (`tests.clusters`),
+#: each with 2 slots or cores, started before the first round and stopped
+#: after the last: (module, context manager).
+ENGINE_CLUSTERS = {
+    'flink_cluster': ('tests.clusters.flink', 'session_cluster'),
+    'spark_cluster': ('tests.clusters.spark', 'standalone_cluster'),
 }
 #: Variants timed by their own clock rather than as whole processes.
 FLOORS = ('floor_mecab', 'floor_model')
@@ -229,6 +251,7 @@ def run_score(variant: str, pattern: str, bundle: str, out: str,
              *SCORE_FLAGS[variant], *extra_flags]
   result = measure(command)
   records = read_scores(outdir, ids, shlex.join(command))
+  result['scored_by'] = scored_by(outdir)
   if ids is not None:
     save_scores(out, ids, np.asarray([records[i]['scores'] for i in ids],
                                      np.float32))
@@ -269,6 +292,36 @@ def read_scores(outdir: str, ids: Optional[list[str]],
         f'distinct documents of {len(ids) if ids is not None else "?"}, and '
         f'{len(errors)} errors; first error: {errors[:1]}')
   return records
+
+
+def scored_by(outdir: str) -> Optional[int]:
+  """How many worker processes scored documents, from ``_SUMMARY.json``."""
+  try:
+    with open(os.path.join(outdir, '_SUMMARY.json'), encoding='utf-8') as f:
+      workers = json.load(f).get('scored_by_worker')
+  except (OSError, ValueError):
+    return None
+  return sum(1 for n in workers.values() if n) if workers else None
+
+
+@contextlib.contextmanager
+def engines(variants: Sequence[str], workdir: str
+            ) -> Iterator[dict[str, list[str]]]:
+  """Starts the cluster of each engine variant asked for; yields the
+  runner flags that submit to it, by variant, and stops them after."""
+  with contextlib.ExitStack() as stack:
+    flags = {}
+    for variant in variants:
+      if variant not in ENGINE_CLUSTERS:
+        continue
+      module, name = ENGINE_CLUSTERS[variant]
+      start = getattr(importlib.import_module(module), name)
+      _LOGGER.info('starting the cluster of %s (%s.%s)', variant, module, name)
+      cluster = stack.enter_context(
+          start(os.path.join(workdir, f'cluster_{variant}')))
+      flags[variant] = cluster.beam_flags()
+      _LOGGER.info('  %s: %s', variant, shlex.join(flags[variant]))
+    yield flags
 
 
 def run_inhouse(variant: str, corpus: str, paths: dict[str, str],
@@ -378,7 +431,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument('--files', default='1,8',
                       help="files the scorer's variants read each corpus "
                       'from, comma-separated (1: the corpus file itself)')
-  parser.add_argument('--variants', default=','.join(VARIANTS),
+  parser.add_argument('--variants', default=','.join(DEFAULT_VARIANTS),
                       help=f'comma-separated, of {",".join(VARIANTS)}')
   parser.add_argument('--startup_docs', type=int, default=8,
                       help='documents of the start-up corpus (0: no start-up '
@@ -458,36 +511,38 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   # Rounds: each runs every measurement once, in the same order, so that a
   # slow spell of the machine falls on all variants alike.
   measured: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
-  for round_no in range(args.repeat):
-    if args.repeat > 1:
-      _LOGGER.info('round %d of %d', round_no + 1, args.repeat)
-    for docs in sizes:
-      ids, _ = read_texts(inputs[(docs, 1)])
-      for variant in variants:
-        if variant == 'beam_stock' and docs != sizes[0]:
-          continue  # Stock RunInference holds rows padded to 8000: GBs.
-        for files in file_counts if variant in SCORE_FLAGS else [1]:
-          out = os.path.join(workdir, f'{variant}_{docs}_{files}f')
-          if variant in SCORE_FLAGS:
-            pattern = inputs[(docs, files)]
-            flags = (default_flags(pattern) if variant == 'ours_default'
-                     else [])
-            r = run_score(variant, pattern, paths['bundle'], out, ids)
-            r['startup_s'] = startup(variant, files, flags, round_no)
-          else:
-            r = run_inhouse(variant, inputs[(docs, 1)], paths, out)
-            r['startup_s'] = startup(variant, 1, [], round_no)
-          for key in ('stdout', 'stderr'):
-            r.pop(key)
-          r.update(variant=variant, docs=docs, files=files,
-                   max_diff=(0.0 if variant == 'classic' else _max_diff(
-                       out, os.path.join(workdir, f'classic_{docs}_1f'))))
-          measured.setdefault((variant, docs, files), []).append(r)
-          _LOGGER.info(
-              '%s, %d documents, %d file(s), %s worker(s): %.1f s (start-up '
-              '%s s); peak RSS %.0f MB; max abs diff %s', variant, docs, files,
-              r['workers'], r['seconds'], _fmt(r['startup_s']),
-              r['peak_rss_mb'], _fmt(r['max_diff'], '.1e'))
+  with engines(variants, workdir) as engine_flags:
+    for round_no in range(args.repeat):
+      if args.repeat > 1:
+        _LOGGER.info('round %d of %d', round_no + 1, args.repeat)
+      for docs in sizes:
+        ids, _ = read_texts(inputs[(docs, 1)])
+        for variant in variants:
+          if variant == 'beam_stock' and docs != sizes[0]:
+            continue  # Stock RunInference holds rows padded to 8000: GBs.
+          for files in file_counts if variant in SCORE_FLAGS else [1]:
+            out = os.path.join(workdir, f'{variant}_{docs}_{files}f')
+            if variant in SCORE_FLAGS:
+              pattern = inputs[(docs, files)]
+              engine = engine_flags.get(variant, [])
+              flags = (default_flags(pattern) if variant == 'ours_default'
+                       else engine)
+              r = run_score(variant, pattern, paths['bundle'], out, ids, engine)
+              r['startup_s'] = startup(variant, files, flags, round_no)
+            else:
+              r = run_inhouse(variant, inputs[(docs, 1)], paths, out)
+              r['startup_s'] = startup(variant, 1, [], round_no)
+            for key in ('stdout', 'stderr'):
+              r.pop(key)
+            r.update(variant=variant, docs=docs, files=files,
+                     max_diff=(0.0 if variant == 'classic' else _max_diff(
+                         out, os.path.join(workdir, f'classic_{docs}_1f'))))
+            measured.setdefault((variant, docs, files), []).append(r)
+            _LOGGER.info(
+                '%s, %d documents, %d file(s), %s worker(s): %.1f s (start-up '
+                '%s s); peak RSS %.0f MB; max abs diff %s', variant, docs, files,
+                r['workers'], r['seconds'], _fmt(r['startup_s']),
+                r['peak_rss_mb'], _fmt(r['max_diff'], '.1e'))
   rows = report.derive([_median_of_rounds(runs) for runs in measured.values()])
   command = 'python -m bench.run ' + shlex.join(_portable(argv))
   machine = _machine()

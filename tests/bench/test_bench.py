@@ -332,3 +332,18 @@ def test_recorded_command_names_no_folder_of_the_machine():
   assert run._portable(argv) == [  # pylint: disable=protected-access
       '--workdir', os.path.join('bench', 'work'), '--results', 'results',
       '--docs', '8']
+
+
+def test_scored_by_counts_the_workers_that_scored(tmp_path):
+  assert run.scored_by(str(tmp_path)) is None  # no summary
+  (tmp_path / '_SUMMARY.json').write_text(json.dumps(
+      {'scored_by_worker': {'h:1': 40, 'h:2': 0, 'h:3': 2}}), 'utf-8')
+  assert run.scored_by(str(tmp_path)) == 2
+
+
+def test_engines_run_only_when_named():
+  assert not set(run.ENGINE_CLUSTERS) & set(run.DEFAULT_VARIANTS)
+  assert set(run.ENGINE_CLUSTERS) <= set(run.VARIANTS) & set(run.SCORE_FLAGS)
+  assert set(run.ENGINE_CLUSTERS) == set(report.ENGINE_VARIANTS)
+  with run.engines(['ours_default', 'classic'], '/nonexistent') as flags:
+    assert flags == {}  # No cluster started.
