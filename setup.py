@@ -48,11 +48,17 @@ setuptools.setup(
         # pandas version Beam's dataframe support works with.
         'pandas': ['apache-beam[dataframe]>=2.77.0,<3'],
         # import-linter: the layering contract in .importlinter.
+        # apache-beam[gcp] and gcp-storage-emulator: gs:// on a local GCS
+        # emulator and Dataflow's dry run (tests/pipeline/test_gcs.py,
+        # test_dataflow.py, tests/clusters/gcs.py).
         'test': ['tf-keras>=2.20,<2.22', 'pytest>=8', 'hypothesis>=6.100',
-                 'apache-beam[dataframe]>=2.77.0,<3', 'import-linter>=2.1'],
+                 'apache-beam[dataframe]>=2.77.0,<3', 'import-linter>=2.1',
+                 'apache-beam[gcp]>=2.77.0,<3',
+                 'gcp-storage-emulator>=2026.7'],
         # The benchmark's baseline is the classic tf-keras pipeline; its
         # plot needs matplotlib.
         'bench': ['tf-keras>=2.20,<2.22', 'matplotlib>=3.8'],
+        # gs:// paths and --runner DataflowRunner.
         'gcp': ['apache-beam[gcp]>=2.77.0,<3'],
     },
     entry_points={

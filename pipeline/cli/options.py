@@ -29,7 +29,14 @@ BEAM_EPILOG = (
     '--direct_running_mode, --direct_num_workers, --flink_master, '
     '--parallelism, --job_endpoint, --environment_type, --temp_location, '
     '--setup_file. An option that neither this command nor Beam knows is an '
-    'error.')
+    'error. Dataflow\'s workers cannot read this machine\'s disk: with '
+    '--runner DataflowRunner a local --input, --model or --output is an '
+    'error before anything is submitted (Flink and Spark may share this '
+    'machine or its filesystem, so their paths are not refused). With '
+    '--runner DataflowRunner --dry_run=True the job is built but not '
+    'submitted: the paths are checked offline (bucket names), the input is '
+    'not listed, nothing is written, and only the bundle is read (it shapes '
+    'the job).')
 
 
 class ScoreOptions(PipelineOptions):
@@ -41,11 +48,14 @@ class ScoreOptions(PipelineOptions):
     # `parse_args` checks them.
     parser.add_argument('--input', metavar='PATTERN',
                         help='file pattern of the documents, on any Beam '
-                        'filesystem (required)')
+                        'filesystem; with --runner DataflowRunner not on '
+                        'this machine (a gs:// pattern) (required)')
     parser.add_argument('--model', metavar='BUNDLE',
-                        help='bundle directory (required)')
+                        help='bundle directory; with --runner '
+                        'DataflowRunner not on this machine (required)')
     parser.add_argument('--output', metavar='OUTDIR',
-                        help='output directory (required)')
+                        help='output directory; with --runner '
+                        'DataflowRunner not on this machine (required)')
     parser.add_argument('--format', dest='output_format', default='jsonl',
                         choices=OUTPUT_FORMATS, help='format of the scores')
     parser.add_argument('--input_format', default='auto',

@@ -4,13 +4,23 @@ Why this module exists: a wrong path or option should cost the user one
 line naming the option that fixes it (exit status 2), not a traceback
 minutes into a job. The three commands check their files here, through
 Beam's filesystems, so ``gs://`` and local paths are checked alike.
+
+A runner whose workers never run on this machine (Dataflow) cannot read its
+disk: a local path is refused before anything is read or submitted
+(`check_remote_paths`). Dataflow's ``--dry_run=True`` builds the job without
+reaching Google, so its paths are checked offline instead
+(`check_offline`: bucket names, a pattern that names objects).
 """
 
 import os
+import re
 import shutil
 from typing import Any, Optional, Sequence
 
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import (PipelineOptions,
+                                                  StandardOptions,
+                                                  TestOptions)
 
 from model import storage
 from pipeline.io import inputs
@@ -184,3 +194,107 @@ def check_output(outdir: str) -> None:
            FileSystems.match([outdir])[0].metadata_list):
     raise UsageError(f'--output {outdir}: is a file; give a directory.')
   check_writable_dir(outdir, '--output')
+
+
+# --- Remote runners and Dataflow's dry run ----------------------------------
+
+# Runners whose workers never run on this machine, by the names --runner
+# takes (compared without case and without a ``Runner`` suffix): Dataflow's
+# workers are Google Compute Engine VMs. Flink and Spark are not among them:
+# their workers may share this machine (a local master, a cluster on this
+# host) or a filesystem mounted at the same path (NFS on a Spark cluster),
+# and only the cluster knows; a path they cannot read fails the job there.
+_REMOTE_RUNNERS = {'dataflow': 'Dataflow', 'testdataflow': 'Dataflow'}
+_PATH_OPTIONS = ('--input', '--model', '--output')
+# Bucket names as Cloud Storage accepts them: 3 to 63 lowercase letters,
+# digits, ``-``, ``_`` and ``.``, starting and ending with a letter or digit;
+# names with dots may reach 222 characters, each dotted part at most 63.
+_BUCKET = re.compile(r'[a-z0-9][a-z0-9._-]*[a-z0-9]')
+_IP_ADDRESS = re.compile(r'\d+\.\d+\.\d+\.\d+')
+
+
+def remote_runner(options: PipelineOptions) -> Optional[str]:
+  """The name of the runner when its workers never run on this machine
+  (Dataflow), else None (the DirectRunner, Flink, Spark, a portable job
+  service)."""
+  runner = options.view_as(StandardOptions).runner
+  if runner is not None and not isinstance(runner, str):
+    runner = type(runner).__name__
+  name = str(runner or '').lower()
+  if name.endswith('runner'):
+    name = name[:-len('runner')]
+  return _REMOTE_RUNNERS.get(name)
+
+
+def is_local_path(path: str) -> bool:
+  """Whether ``path`` names this machine's disk: no ``scheme://``, or
+  ``file://``."""
+  return '://' not in path or path.startswith('file://')
+
+
+def check_remote_paths(paths: dict[str, str], runner: Optional[str]) -> None:
+  """Raises `UsageError` if a path is on this machine while ``runner``'s
+  workers run elsewhere (`remote_runner`); nothing is read or submitted.
+
+  Args:
+    paths: ``{option: path}``, e.g. ``{'--input': 'gs://b/corpus/*'}``.
+    runner: `remote_runner`'s answer; None checks nothing.
+  """
+  if runner is None:
+    return
+  for option, path in paths.items():
+    if is_local_path(path):
+      raise UsageError(
+          f'{option} {path}: a path on this machine, which {runner}\'s '
+          f'workers cannot reach; copy it to Cloud Storage and give its '
+          f'gs:// path.')
+
+
+def is_dry_run(options: PipelineOptions) -> bool:
+  """Whether the job is only built, not submitted: Dataflow's
+  ``--dry_run=True`` (Beam's ``TestOptions``). Other runners ignore the
+  option and run the job."""
+  return bool(remote_runner(options) == 'Dataflow' and
+              options.view_as(TestOptions).dry_run)
+
+
+def check_bucket_name(bucket: str) -> Optional[str]:
+  """Why ``bucket`` is no Cloud Storage bucket name, or None if it is one."""
+  if not 3 <= len(bucket) <= (222 if '.' in bucket else 63):
+    return (f'a bucket name has 3 to 63 characters (222 with dots); '
+            f'received {len(bucket)}')
+  if not _BUCKET.fullmatch(bucket):
+    return ('a bucket name has lowercase letters, digits, -, _ and . only, '
+            'and starts and ends with a letter or digit')
+  parts = bucket.split('.')
+  if any(not part or len(part) > 63 for part in parts):
+    return 'each dot-separated part of a bucket name has 1 to 63 characters'
+  if _IP_ADDRESS.fullmatch(bucket):
+    return 'a bucket name is not an IP address'
+  if bucket.startswith('goog') or 'google' in bucket:
+    return 'a bucket name neither starts with "goog" nor contains "google"'
+  return None
+
+
+def check_offline(paths: dict[str, str], *, patterns: Sequence[str] = (
+    '--input',)) -> None:
+  """What a dry run checks of its paths without reaching them: ``gs://``
+  paths name a valid bucket, and a pattern names objects in it.
+
+  Args:
+    paths: ``{option: path}``.
+    patterns: the options whose path must name objects, not a bucket.
+
+  Raises:
+    UsageError: the first malformed path, naming its option.
+  """
+  for option, path in paths.items():
+    if not path.startswith('gs://'):
+      continue
+    bucket, _, name = path[len('gs://'):].partition('/')
+    problem = check_bucket_name(bucket)
+    if problem:
+      raise UsageError(f'{option} {path}: {problem}.')
+    if option in patterns and not name:
+      raise UsageError(f'{option} {path}: names a bucket; give a pattern of '
+                       f'the files in it, such as gs://{bucket}/*.jsonl.')

@@ -46,7 +46,9 @@ from pipeline.cli import summary
 from pipeline.cli.job import build, load_scorer
 from pipeline.cli.options import parse_args
 from pipeline.cli.preflight import (UsageError, check_fields, check_input,
-                                    check_output)
+                                    check_offline, check_output,
+                                    check_remote_paths, is_dry_run,
+                                    remote_runner)
 from pipeline.io import inputs, kept, outdir
 from pipeline.local import scaling, warm_workers, watchdog
 from runtime import collector, console, signals
@@ -172,7 +174,9 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
 
   Returns:
     The PipelineResult; its ``summary`` attribute holds what was written to
-    ``_SUMMARY.json``.
+    ``_SUMMARY.json``. With Dataflow's ``--dry_run=True``, nothing is
+    written: ``result.job`` is the job Beam built (``proto_pipeline``,
+    ``options``) and ``summary`` says so (``dry_run``).
 
   Raises:
     UsageError: a check before the pipeline failed (the message names the
@@ -186,12 +190,22 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
   except ValueError as e:
     raise UsageError(str(e)) from e
   started, clock = summary.now(), time.monotonic()
-  found = check_input(args.input, input_format=args.input_format,
-                      allow_empty=args.allow_empty_input, outdir=args.output)
-  check_fields([m.path for m in found], input_format=args.input_format,
-               id_field=args.id_field, text_field=args.text_field)
+  paths = {'--input': args.input, '--model': args.model,
+           '--output': args.output}
+  check_remote_paths(paths, remote_runner(options))
+  dry_run = is_dry_run(options)
+  if dry_run:  # Checked offline: only the bundle is read, to build the job.
+    check_offline(paths)
+    found = []
+  else:
+    found = check_input(args.input, input_format=args.input_format,
+                        allow_empty=args.allow_empty_input,
+                        outdir=args.output)
+    check_fields([m.path for m in found], input_format=args.input_format,
+                 id_field=args.id_field, text_field=args.text_field)
   files, total_bytes = len(found), inputs.size_of(found)
-  check_output(args.output)
+  if not dry_run:
+    check_output(args.output)
   argv = list(sys.argv[1:] if argv is None else argv)
   warm_wanted = args.warm_workers == 'auto' and warm_workers.supported()
   try:
@@ -266,9 +280,10 @@ def _check_build_and_run(args, options, plan, files, total_bytes, started,
     except job_servers.JobServerError as e:
       raise UsageError(str(e)) from e
   runner = options.view_as(StandardOptions).runner or 'DirectRunner'
-  _LOGGER.info('Scoring %s (%d file%s, %s bytes) with %s into %s on %s%s',
-               args.input, files, '' if files == 1 else 's',
-               f'{total_bytes:,}', args.model, args.output, runner,
+  sized = ('not listed: a dry run' if is_dry_run(options) else
+           f'{files} file{"" if files == 1 else "s"}, {total_bytes:,} bytes')
+  _LOGGER.info('Scoring %s (%s) with %s into %s on %s%s', args.input, sized,
+               args.model, args.output, runner,
                f' ({plan.workers} worker processes)' if plan.workers > 1
                else '')
   _LOGGER.debug('Scaling plan: %r', plan)
@@ -285,6 +300,8 @@ def _check_build_and_run(args, options, plan, files, total_bytes, started,
   # while they imported Beam and, in this process or not, TensorFlow, loaded
   # the model and built the job: all of which stays until the process ends.
   collector.resume(freeze=True)
+  if is_dry_run(options) and test_pipeline is None:
+    return _dry_run(pipeline, runner)
   def describe(result, recovered):
     return summary.record(
         result, args, options, started=started,
@@ -293,6 +310,20 @@ def _check_build_and_run(args, options, plan, files, total_bytes, started,
   with _progress(args.progress_secs, total_bytes or None) as reporter:
     return _run_pipeline(pipeline, args, reporter, describe,
                          in_process=plan.in_process)
+
+
+def _dry_run(pipeline: beam.Pipeline, runner: str):
+  """Dataflow's ``--dry_run=True``: Beam builds the job it would submit
+  and returns it as ``result.job`` (``proto_pipeline``, ``options``); nothing
+  is submitted, listed or written (no output folder moves, no summary)."""
+  result = pipeline.run()
+  job = getattr(result, 'job', None)
+  proto = getattr(job, 'proto_pipeline', None)
+  result.summary = {
+      'dry_run': True, 'runner': runner,
+      'job_name': getattr(getattr(job, 'proto', None), 'name', None),
+      'transforms': len(proto.components.transforms) if proto else 0}
+  return result
 
 
 def _short(error: BaseException) -> str:
@@ -306,6 +337,11 @@ def _short(error: BaseException) -> str:
 
 
 def _print_result(record: dict[str, Any]) -> None:
+  if record.get('dry_run'):
+    print(f'Dry run: built the {record["runner"]} job {record["job_name"]} '
+          f'({record["transforms"]} transforms); nothing was submitted, '
+          f'listed or written.')
+    return
   totals = record['counts']
   out = record['options']['output']
   ext = record['options']['output_format']
