@@ -21,7 +21,13 @@ Three settings decide whether a second core helps:
 * **Range size** (``--split_bytes``): the DirectRunner deals ranges to its
   workers round robin, once; a count of ranges that the workers divide
   (`local_split_bytes`: 16 a worker from one file) keeps the deal even, and
-  several ranges per worker even out documents of different lengths.
+  several ranges per worker even out documents of different lengths. On
+  Flink, Spark and Dataflow the ranges are what spreads a file over the task
+  slots: Flink's batch translation forwards the documents' own shuffle
+  (``Rebalance``) to the same slot instead of spreading them, measured on a
+  real session cluster, so one range of a file is scored by one slot. With
+  no ``--split_bytes`` a file is cut for ``--parallelism`` slots where it is
+  given (Flink), else for `ENGINE_SLOTS` (`engine_split_bytes`).
 
 And ``--rebalance``: a shuffle of the documents after reading evens out
 skewed ranges on runners whose shuffle lives outside the workers (Dataflow,
@@ -33,6 +39,7 @@ import logging
 from typing import Optional, Sequence
 
 from apache_beam.options.pipeline_options import (DirectOptions,
+                                                  FlinkRunnerOptions,
                                                   PipelineOptions,
                                                   StandardOptions)
 
@@ -46,6 +53,9 @@ _LOGGER = logging.getLogger(__name__)
 
 MIN_SPLIT_BYTES = 256 << 10
 RANGES_PER_WORKER = 16
+#: The slots a file is cut for on an engine whose parallelism is not given
+#: here (Spark's cores, Dataflow's autoscaled workers).
+ENGINE_SLOTS = 8
 
 
 def local_split_bytes(size: int, workers: int) -> int:
@@ -71,6 +81,18 @@ def local_split_bytes(size: int, workers: int) -> int:
   per_worker = max(1, per_worker,
                    -(-size // (workers * DEFAULT_SPLIT_BYTES)))
   return max(MIN_SPLIT_BYTES, -(-size // (workers * per_worker)))
+
+
+def engine_split_bytes(size: int, slots: int = 0) -> int:
+  """The range size on Flink, Spark or Dataflow: the cut of
+  `local_split_bytes` for ``slots`` task slots (`ENGINE_SLOTS` when 0), so
+  that every slot reads, and scores, ranges of one file.
+
+  Args:
+    size: the input's size in bytes (positive).
+    slots: the job's parallelism, when known (Flink's ``--parallelism``).
+  """
+  return local_split_bytes(size, slots if slots > 0 else ENGINE_SLOTS)
 
 
 def is_local(options: PipelineOptions) -> bool:
@@ -156,6 +178,9 @@ def plan(options: PipelineOptions, argv: Sequence[str], *,
     split_bytes = DEFAULT_SPLIT_BYTES
     if local and workers > 1 and size:
       split_bytes = local_split_bytes(size, workers)
+    elif not local and size:
+      split_bytes = engine_split_bytes(
+          size, options.view_as(FlinkRunnerOptions).parallelism or 0)
   if rebalance not in ('auto', 'always', 'never'):
     raise ValueError(f'--rebalance must be auto, always or never; received '
                      f'{rebalance!r}.')

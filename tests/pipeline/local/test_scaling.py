@@ -2,7 +2,7 @@
 
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from pipeline.io import inputs
 from pipeline.local import machine, scaling
@@ -109,13 +109,31 @@ def test_explicit_direct_flags_are_obeyed(argv, workers, threads):
 def test_dataflow_gets_one_thread_per_sdk_process_and_a_rebalance():
   p = plan(['--runner', 'DataflowRunner'], 512 * MB, cores=8)
   assert (p.flags, p.tf_threads, p.rebalance) == ([], 1, True)
-  assert p.split_bytes == 64 * MB
+  # Cut for ENGINE_SLOTS slots, 16 ranges each: every worker reads.
+  assert p.split_bytes == 512 * MB // (scaling.ENGINE_SLOTS * 16)
 
 
 def test_other_clusters_keep_tensorflow_default_unless_told():
   p = plan(['--runner', 'FlinkRunner', '--parallelism', '2'], 512 * MB)
   assert (p.tf_threads, p.rebalance) == (0, True)
   assert plan(['--runner', 'FlinkRunner'], 1, tf_threads=3).tf_threads == 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(size=st.integers(1, 1 << 40), slots=st.integers(1, 64))
+def test_an_engine_cuts_one_file_for_every_slot(size, slots):
+  """Flink forwards the documents' shuffle to the slot that read them, so
+  the ranges are what spreads a file over the slots."""
+  argv = ['--runner', 'FlinkRunner', '--parallelism', str(slots)]
+  split = plan(argv, size).split_bytes
+  assert split == scaling.engine_split_bytes(size, slots)
+  assert scaling.MIN_SPLIT_BYTES <= split <= max(DEFAULT_SPLIT_BYTES,
+                                                 scaling.MIN_SPLIT_BYTES)
+  ranges = -(-size // split)
+  if size >= slots * scaling.MIN_SPLIT_BYTES:
+    assert ranges >= slots  # no slot without a range of the file
+  else:
+    assert split == scaling.MIN_SPLIT_BYTES  # small: not worth cutting
 
 
 def test_explicit_settings_win():
