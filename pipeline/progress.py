@@ -17,6 +17,11 @@ while the job runs. So progress comes two ways:
   answers such queries while running (Dataflow). Portable job services
   (Flink, Spark) are not asked: their result keeps the first answer.
 
+On a cluster (Flink or Spark with an EXTERNAL or PROCESS environment) the
+SDK workers cannot reach the progress directory and the job service keeps
+its first metrics answer, so the lines say that no counts came yet, rather
+than that nothing was scored; the summary has the totals.
+
 Counts: ``scored`` (documents), ``tokens``, ``errors``, ``records_read``
 (records the readers produced, documents and unreadable records alike), and
 ``bytes_read`` (bytes of input read; with the input's total size it gives
@@ -167,6 +172,11 @@ def progress_line(counts: dict[str, int], elapsed: float,
   counted, and the percent read and the time left when both ``bytes_read``
   and ``total_bytes`` are known (the time left from 1% of the work on, see
   `work_done`)."""
+  if not counts:
+    # No process has counted anything: workers still starting, or a
+    # cluster's SDK workers, which report only in the final metrics.
+    return (f'[{_duration(elapsed)}] running; no counts from the workers '
+            f'yet')
   docs = counts.get('scored', 0)
   detail = f'{counts.get("tokens", 0):,} tokens'
   if counts.get('errors'):

@@ -34,6 +34,14 @@ def test_line_gives_percent_and_time_left_from_bytes():
   assert done.endswith('100% of the input read')
 
 
+def test_no_counts_yet_is_not_called_nothing_scored():
+  """A cluster's SDK workers report no counts while the job runs."""
+  assert progress.progress_line({}, 70.0, total_bytes=10_000) == (
+      '[1m10s] running; no counts from the workers yet')
+  assert progress.progress_line({'scored': 0}, 10.0, None).startswith(
+      '[10s] scored 0 documents')
+
+
 def test_line_gives_records_read_when_counted():
   """Worker processes segment all their ranges before they score: the
   records read show the job moving while few documents are scored."""

@@ -29,7 +29,8 @@ FOREIGN = re.compile(
     r'^(DEBUG|INFO|WARNING|ERROR)[: ]', re.M)
 # The command's own stderr lines on a successful run.
 OWN_STDERR = re.compile(
-    r'^(Scoring .* on \w+( \(\d+ worker processes\))?|\[\w+\] scored [\d,]+ documents \([\d,]+ tokens'
+    r'^(Scoring .* on \w+( \(\d+ worker processes\))?|'
+    r'\[\w+\] running; no counts from the workers yet|\[\w+\] scored [\d,]+ documents \([\d,]+ tokens'
     r'(, [\d,]+ errors)?\), [\d,.]+ docs/s(, [\d,]+ records read)?'
     r'(, \d+% of the input read'
     r'(, about \w+ left)?)?)$')
