@@ -21,6 +21,7 @@ import pytest
 
 from tests import services
 from tests.clusters import flink, gcs
+from tests.pipeline.cli.test_cli import FOREIGN, OWN_STDERR
 from tests.pipeline.cli.test_score import _read_errors, _read_scores
 # The mixed corpus and the DirectRunner's records for it (fixtures).
 from tests.pipeline.test_flink_spark import (ROOT, _assert_same_records,
@@ -54,11 +55,15 @@ def _score(cluster, *args, env=None) -> tuple[subprocess.CompletedProcess,
                                               dict]:
   """``python -m pipeline.score ARGS`` sent to ``cluster``; its summary."""
   done = subprocess.run(
-      [sys.executable, '-m', 'pipeline.score', *args, '--progress_secs', '0',
+      [sys.executable, '-m', 'pipeline.score', *args, '--progress_secs', '10',
        *cluster.beam_flags()],
       cwd=ROOT, env=env or services.env(), capture_output=True, text=True,
       timeout=600, check=False)
   assert done.returncode == 0, (done.stderr[-3000:], str(cluster.logs))
+  # Only the command's own lines (#23, item 8).
+  assert not FOREIGN.search(done.stdout + done.stderr), done.stderr
+  assert all(OWN_STDERR.match(line) for line in done.stderr.splitlines()), (
+      done.stderr)
   output = args[list(args).index('--output') + 1]
   if output.startswith('gs://'):
     return done, {}
