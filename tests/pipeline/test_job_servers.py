@@ -11,7 +11,8 @@ import sys
 import pytest
 from apache_beam.options.pipeline_options import (FlinkRunnerOptions,
                                                   JobServerOptions,
-                                                  PipelineOptions)
+                                                  PipelineOptions,
+                                                  PortableOptions)
 
 from pipeline import job_servers
 from pipeline.cli import score
@@ -172,3 +173,27 @@ def test_prefetch_command_prints_the_cached_jar(tmp_path):
   assert done.returncode == 2
   last = done.stderr.strip().splitlines()[-1]
   assert last.startswith('error: ') and '--spark_job_server_jar PATH' in last
+
+
+@needs('java')
+@pytest.mark.parametrize('argv,cached', [
+    (['--runner', 'FlinkRunner'], False),
+    (['--runner', 'FlinkRunner', '--flink_master', '[local]'], False),
+    (['--runner', 'FlinkRunner', '--flink_master', 'localhost:8081'], True),
+    (['--runner', 'SparkRunner'], False),
+    (['--runner', 'SparkRunner', '--spark_master_url', 'local[2]'], False),
+    (['--runner', 'SparkRunner', '--spark_master_url', 'spark://h:7077'],
+     True),
+    (['--runner', 'SparkRunner', '--spark_master_url', 'spark://h:7077',
+      '--environment_cache_millis', '5'], None),
+])
+def test_a_cluster_keeps_its_sdk_workers_for_the_job(tmp_path, argv, cached):
+  """One set of Python workers a job on a cluster, not one a stage."""
+  argv = argv + ['--flink_job_server_jar', str(tmp_path / 'f.jar'),
+                 '--spark_job_server_jar', str(tmp_path / 's.jar')]
+  options = PipelineOptions(argv)
+  job_servers.prepare_runner(options)
+  # (Beam keeps a given value as the string it was typed as.)
+  value = int(options.view_as(PortableOptions).environment_cache_millis)
+  assert value == {True: job_servers.ENVIRONMENT_CACHE_MILLIS, False: 0,
+                   None: 5}[cached]
