@@ -12,6 +12,7 @@ status 1. Dataflow, Flink and Spark start Beam's own entry point, so nothing
 here is part of their workers.
 """
 
+import logging
 import os
 import re
 import signal
@@ -105,6 +106,20 @@ def exit_with_launcher(poll_secs: float = 0.5) -> bool:
   return True
 
 
+def log_in_default_format() -> None:
+  """Gives this worker process's root logger logging's default format.
+
+  The launcher's console (`runtime.console`) knows a worker's records, and
+  drops them with their tracebacks, by that format (``LEVEL:logger:``).
+  Without a handler, Python's last-resort handler prints a record's bare
+  message, and a failing bundle's traceback reached the console. (Beam's
+  import used to configure logging as a side effect, by warning that
+  apitools was missing; with ``apache-beam[gcp]`` installed it does not.)
+  """
+  if not logging.getLogger().handlers:
+    logging.basicConfig()
+
+
 def main() -> NoReturn:
   """``python -m runtime.sdk_worker``: the harness, then a quick exit.
 
@@ -113,6 +128,7 @@ def main() -> NoReturn:
   worker pool starts its workers.
   """
   signal.signal(signal.SIGINT, signal.SIG_DFL)
+  log_in_default_format()
   exit_with_launcher()
   process_exit.run_command(harness)
 

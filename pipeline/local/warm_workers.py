@@ -510,6 +510,7 @@ def main(argv: Optional[list[str]] = None) -> int:
   # it and stops the job, and these processes end with it (their stdin or
   # their client's connection closes), without a traceback of their own.
   signal.signal(signal.SIGINT, signal.SIG_IGN)
+  sdk_worker.log_in_default_format()
   parser = argparse.ArgumentParser(
       prog=f'python -m {MODULE}',
       description='A Beam SDK worker process started ahead of its job '

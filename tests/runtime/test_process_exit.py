@@ -157,3 +157,17 @@ def test_a_local_worker_stays_while_its_launcher_runs(tmp_path):
   out = subprocess.run([sys.executable, '-c', _PRELUDE + body, str(tmp_path)],
                        env=env, capture_output=True, text=True, timeout=60)
   assert out.returncode == 0, out.stderr
+
+
+def test_a_local_worker_logs_in_the_format_the_console_filters():
+  """The console drops a worker's records by ``LEVEL:logger:``; without a
+  handler, Python's last resort would print the bare message (and a bundle's
+  traceback would reach the console)."""
+  code = ('import logging; from runtime import sdk_worker; '
+          'sdk_worker.log_in_default_format(); '
+          'logging.getLogger("apache_beam.x").error("boom")')
+  done = subprocess.run([sys.executable, '-c', code], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120,
+                        check=False)
+  assert done.returncode == 0, done.stderr
+  assert done.stderr.splitlines() == ['ERROR:apache_beam.x:boom']
