@@ -39,11 +39,12 @@ import socket
 import subprocess
 import sys
 import tarfile
-import time
 import urllib.request
 from typing import Iterator, Optional
 
 from tests import services
+from tests.clusters import launch
+from tests.clusters.launch import ClusterError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -80,29 +81,6 @@ TASKMANAGER_JVM = ('-Xmx512m', '-Xms512m', '-XX:MaxDirectMemorySize=384m',
 JOBMANAGER_JVM = ('-Xmx512m',)
 
 
-class ClusterError(RuntimeError):
-  """The cluster could not be had; the message names the log to read."""
-
-
-def download_sdist(package: str, version: str, dist_dir: str) -> str:
-  """The source distribution of ``package==version`` in ``dist_dir``,
-  downloaded with pip where it is not there yet."""
-  path = os.path.join(dist_dir, f'{package}-{version}.tar.gz')
-  if not os.path.exists(path):
-    os.makedirs(dist_dir, exist_ok=True)
-    _LOGGER.info('Downloading %s==%s (source) into %s', package, version,
-                 dist_dir)
-    done = subprocess.run(
-        [sys.executable, '-m', 'pip', 'download', '--no-deps',
-         '--no-binary', ':all:', '-d', dist_dir, f'{package}=={version}'],
-        capture_output=True, text=True, check=False)
-    if done.returncode != 0 or not os.path.exists(path):
-      raise ClusterError(
-          f'expected pip to download {package}=={version} as {path}; it '
-          f'exited {done.returncode}: {done.stderr.strip()[-500:]}')
-  return path
-
-
 def ensure_flink(cache: Optional[str] = None,
                  version: str = FLINK_VERSION) -> str:
   """Returns a folder whose ``lib/`` holds Flink ``version``'s jars.
@@ -127,7 +105,7 @@ def ensure_flink(cache: Optional[str] = None,
     fcntl.flock(lock, fcntl.LOCK_EX)
     if os.path.exists(os.path.join(home, DONE_MARK)):
       return home
-    sdist = download_sdist('apache-flink-libraries', version,
+    sdist = launch.download_sdist('apache-flink-libraries', version,
                            os.path.join(root, 'dist'))
     partial = home + '.partial'
     shutil.rmtree(partial, ignore_errors=True)
@@ -211,33 +189,6 @@ appender.console.layout.pattern = %d{HH:mm:ss,SSS} %-5p %c{1} - %m%n
 """
 
 
-def _start(name: str, command: list[str], env: dict[str, str],
-           logs: pathlib.Path) -> subprocess.Popen:
-  with open(logs / f'{name}.log', 'wb') as out:
-    return subprocess.Popen(command, env=env, stdout=out,
-                            stderr=subprocess.STDOUT, cwd=str(logs))
-
-
-def _wait_for_slots(rest: str, processes: dict[str, subprocess.Popen],
-                    logs: pathlib.Path, slots: int, timeout: float) -> None:
-  deadline, seen = time.time() + timeout, None
-  while time.time() < deadline:
-    for name, process in processes.items():
-      if process.poll() is not None:
-        raise ClusterError(f'the Flink {name} exited with {process.returncode}'
-                           f' while starting; see {logs / (name + ".log")}')
-    try:
-      with urllib.request.urlopen(f'http://{rest}/overview', timeout=5) as r:
-        seen = json.load(r)
-    except OSError:
-      seen = None
-    if seen and seen.get('slots-total') == slots:
-      return
-    time.sleep(0.5)
-  raise ClusterError(f'expected the JobManager to report {slots} slots within '
-                     f'{timeout:.0f} s; it reported {seen}; see {logs}')
-
-
 @contextlib.contextmanager
 def session_cluster(workdir, *, taskmanagers: int = 2,
                     slots_per_taskmanager: int = 1, timeout: float = 120.0,
@@ -281,7 +232,7 @@ def session_cluster(workdir, *, taskmanagers: int = 2,
   rest = f'localhost:{ports["rest"]}'
   processes: dict[str, subprocess.Popen] = {}
   try:
-    processes['jobmanager'] = _start('jobmanager', [
+    processes['jobmanager'] = launch.start_logged('jobmanager', [
         *java, *JOBMANAGER_JVM,
         'org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint',
         '--configDir', str(conf)], env, logs)
@@ -290,15 +241,21 @@ def session_cluster(workdir, *, taskmanagers: int = 2,
       hosts = conf / f'hosts-taskmanager-{n}'
       hosts.write_text(f'{address} localhost\n127.0.0.1 '
                        f'{socket.gethostname()}\n', encoding='utf-8')
-      processes[f'pool-{n}'] = _start(f'pool-{n}', [
+      processes[f'pool-{n}'] = launch.start_logged(f'pool-{n}', [
           sys.executable, '-m', 'tests.clusters.worker_pool',
           f'{address}:{ports["pool"]}'], pool_environment, logs)
-      processes[f'taskmanager-{n}'] = _start(f'taskmanager-{n}', [
+      processes[f'taskmanager-{n}'] = launch.start_logged(f'taskmanager-{n}', [
           *java, *TASKMANAGER_JVM, f'-Djdk.net.hosts.file={hosts}',
           'org.apache.flink.runtime.taskexecutor.TaskManagerRunner',
           '--configDir', str(conf)], env, logs)
     slots = taskmanagers * slots_per_taskmanager
-    _wait_for_slots(rest, processes, logs, slots, timeout)
+    ready, seen = launch.wait_until_ready(
+        f'http://{rest}/overview', lambda o: o.get('slots-total') == slots,
+        engine='Flink', processes=processes, logs=logs, timeout=timeout)
+    if not ready:
+      raise ClusterError(f'expected the JobManager to report {slots} slots '
+                         f'within {timeout:.0f} s; it reported {seen}; see '
+                         f'{logs}')
     _LOGGER.info('Flink %s at %s: %d TaskManagers, %d slots, worker pools on '
                  'localhost:%d; logs in %s', FLINK_VERSION, rest,
                  taskmanagers, slots, ports['pool'], logs)

@@ -35,12 +35,13 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import time
 import urllib.request
 from typing import Iterator, Optional
 
 from pipeline import job_servers
 from tests import services
+from tests.clusters import launch
+from tests.clusters.launch import ClusterError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -59,28 +60,6 @@ JAVA_MODULE_OPTIONS = (
 )
 # Only these parts of the distribution are needed to run a cluster.
 _PARTS = ('bin', 'sbin', 'jars', 'conf')
-
-
-class ClusterError(RuntimeError):
-  """The cluster could not be had; the message names the log to read."""
-
-
-def _sdist(dist_dir: str, version: str) -> str:
-  """The ``pyspark`` sdist in ``dist_dir``, downloaded with pip if absent."""
-  path = os.path.join(dist_dir, f'pyspark-{version}.tar.gz')
-  if not os.path.exists(path):
-    os.makedirs(dist_dir, exist_ok=True)
-    _LOGGER.info('Downloading pyspark==%s (source) into %s', version,
-                 dist_dir)
-    done = subprocess.run(
-        [sys.executable, '-m', 'pip', 'download', '--no-deps',
-         '--no-binary', ':all:', '-d', dist_dir, f'pyspark=={version}'],
-        capture_output=True, text=True, check=False)
-    if done.returncode != 0 or not os.path.exists(path):
-      raise ClusterError(
-          f'expected pip to download pyspark=={version} as {path}; it '
-          f'exited {done.returncode}: {done.stderr.strip()[-500:]}')
-  return path
 
 
 def ensure_spark(cache: Optional[str] = None,
@@ -104,7 +83,8 @@ def ensure_spark(cache: Optional[str] = None,
     fcntl.flock(lock, fcntl.LOCK_EX)
     if os.path.exists(os.path.join(home, DONE_MARK)):
       return home  # unpacked by another process meanwhile
-    sdist = _sdist(os.path.join(root, 'dist'), version)
+    sdist = launch.download_sdist('pyspark', version,
+                                  os.path.join(root, 'dist'))
     partial = home + '.partial'
     shutil.rmtree(partial, ignore_errors=True)
     prefix = f'pyspark-{version}/deps/'
@@ -185,36 +165,6 @@ def spark_env(home: str, logs: pathlib.Path) -> dict[str, str]:
   return env
 
 
-def _start(name: str, command: list[str], env: dict[str, str],
-           logs: pathlib.Path) -> subprocess.Popen:
-  with open(logs / f'{name}.log', 'wb') as out:
-    return subprocess.Popen(command, env=env, stdout=out,
-                            stderr=subprocess.STDOUT, cwd=str(logs))
-
-
-def _wait_alive(web_ui: str, processes: dict[str, subprocess.Popen],
-                logs: pathlib.Path, cores: int, timeout: float) -> None:
-  """Waits until the master lists one ALIVE worker with ``cores`` cores."""
-  deadline, seen = time.time() + timeout, None
-  while time.time() < deadline:
-    for name, process in processes.items():
-      if process.poll() is not None:
-        raise ClusterError(f'the Spark {name} exited with {process.returncode}'
-                           f' while starting; see {logs / (name + ".log")}')
-    try:
-      with urllib.request.urlopen(f'{web_ui}/json/', timeout=5) as r:
-        seen = json.load(r)
-    except OSError:
-      seen = None
-    if seen and any(w.get('state') == 'ALIVE' and w.get('cores') == cores
-                    for w in seen.get('workers', [])):
-      return
-    time.sleep(0.5)
-  raise ClusterError(f'expected the master to list an ALIVE worker with '
-                     f'{cores} cores within {timeout:.0f} s; it listed '
-                     f'{(seen or {}).get("workers")}; see {logs}')
-
-
 @contextlib.contextmanager
 def standalone_cluster(workdir, *, cores: int = 2, memory: str = '3g',
                        pool: bool = True, timeout: float = 120.0,
@@ -259,22 +209,30 @@ def standalone_cluster(workdir, *, cores: int = 2, memory: str = '3g',
   web_ui = f'http://127.0.0.1:{web_port}'
   processes: dict[str, subprocess.Popen] = {}
   try:
-    processes['master'] = _start('master', [
+    processes['master'] = launch.start_logged('master', [
         spark_class, 'org.apache.spark.deploy.master.Master', '--host',
         '127.0.0.1', '--port', str(port), '--webui-port', str(web_port)],
         env, logs)
     services.wait_for_port(port, processes['master'], logs / 'master.log',
                            timeout)
-    processes['worker'] = _start('worker', [
+    processes['worker'] = launch.start_logged('worker', [
         spark_class, 'org.apache.spark.deploy.worker.Worker', master_url,
         '--host', '127.0.0.1', '--cores', str(cores), '--memory', memory,
         '--webui-port', str(services.free_port()),
         '--work-dir', str(logs / 'work')], env, logs)
-    _wait_alive(web_ui, processes, logs, cores, timeout)
+    ready, seen = launch.wait_until_ready(
+        f'{web_ui}/json/', lambda state: any(
+            w.get('state') == 'ALIVE' and w.get('cores') == cores
+            for w in state.get('workers', [])),
+        engine='Spark', processes=processes, logs=logs, timeout=timeout)
+    if not ready:
+      raise ClusterError(f'expected the master to list an ALIVE worker with '
+                         f'{cores} cores within {timeout:.0f} s; it listed '
+                         f'{(seen or {}).get("workers")}; see {logs}')
     config = ''
     if pool:
       pool_port = services.free_port()
-      processes['pool'] = _start('pool', [
+      processes['pool'] = launch.start_logged('pool', [
           sys.executable, '-m', 'apache_beam.runners.worker.worker_pool_main',
           '--service_port', str(pool_port)], env, logs)
       services.wait_for_port(pool_port, processes['pool'], logs / 'pool.log',

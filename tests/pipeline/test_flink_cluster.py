@@ -20,26 +20,21 @@ import sys
 import pytest
 
 from tests import services
-from tests.clusters import flink, gcs
+from tests.clusters import flink
 from tests.pipeline.cli.test_cli import FOREIGN, OWN_STDERR
 from tests.pipeline.cli.test_score import _read_errors, _read_scores
 # The mixed corpus and the DirectRunner's records for it (fixtures).
 from tests.pipeline.test_flink_spark import (ROOT, _assert_same_records,
                                              _mixed_lines, direct, mixed)
+# The GCS emulator, for the gs:// run (its SDK workers need it too).
+from tests.pipeline.test_gcs import emulator
 
 pytestmark = [
     pytest.mark.cluster,
     pytest.mark.skipif(shutil.which('java') is None,
                        reason='Flink runs on Java, which is not installed'),
 ]
-__all__ = ['direct', 'mixed']  # fixtures used by name
-
-
-@pytest.fixture(scope='module')
-def emulator(tmp_path_factory):
-  """A GCS emulator, for the ``gs://`` run (its SDK workers need it too)."""
-  with gcs.emulator(tmp_path_factory.mktemp('gcs')) as emu:
-    yield emu
+__all__ = ['direct', 'emulator', 'mixed']  # fixtures used by name
 
 
 @pytest.fixture(scope='module')

@@ -30,19 +30,20 @@ import sys
 
 import pytest
 
-from pipeline.cli import score
 from tests import services
 from tests.clusters import spark
 from tests.pipeline.cli.test_cli import FOREIGN, OWN_STDERR
 from tests.pipeline.cli.test_score import _read_errors, _read_scores
-from tests.pipeline.test_flink_spark import (FILES, _assert_same_records,
-                                             _mixed_lines)
+# The mixed corpus and the DirectRunner's records for it (fixtures).
+from tests.pipeline.test_flink_spark import (_assert_same_records,
+                                             _mixed_lines, direct, mixed)
 
 pytestmark = [
     pytest.mark.cluster,
     pytest.mark.skipif(shutil.which('java') is None,
                        reason='Spark runs on Java, and java is not on PATH'),
 ]
+__all__ = ['direct', 'mixed']  # fixtures used by name
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 CORES = 2
@@ -54,28 +55,6 @@ def cluster(tmp_path_factory):
   with spark.standalone_cluster(tmp_path_factory.mktemp('spark-cluster'),
                                 cores=CORES) as running:
     yield running
-
-
-@pytest.fixture(scope='module')
-def mixed(tmp_path_factory, corpus):
-  """The mixed corpus in ``FILES`` JSONL files; its expected counts."""
-  root = tmp_path_factory.mktemp('spark-mixed')
-  lines, good, bad = _mixed_lines(corpus, 'm', 48)
-  for i in range(FILES):
-    with open(root / f'part-{i}.jsonl', 'wb') as f:
-      f.write(b'\n'.join(lines[i::FILES]) + b'\n')
-  return {'pattern': str(root / 'part-*.jsonl'), 'good': good, 'bad': bad}
-
-
-@pytest.fixture(scope='module')
-def direct(tmp_path_factory, mixed, trained_bundle):
-  """The DirectRunner's records for the mixed corpus."""
-  outdir = str(tmp_path_factory.mktemp('spark-direct'))
-  score.run(['--input', mixed['pattern'], '--model', trained_bundle.path,
-             '--output', outdir, '--num_shards', '2'])
-  scores, errors = _read_scores(outdir, 'jsonl'), _read_errors(outdir)
-  assert len(scores) == mixed['good'] and len(errors) == mixed['bad']
-  return scores, errors
 
 
 def _submit(cluster: spark.SparkCluster, pattern: str, bundle: str,
