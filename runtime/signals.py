@@ -17,6 +17,13 @@ every thread that meets the stopped job. Here all three take one route:
   stopping. Errors in other threads are logged at DEBUG from then on, as
   they are consequences of the stop. And if stopping takes longer than
   `STOP_DEADLINE_SECS`, the process's children are killed and it exits.
+* Python swallows an exception raised where nothing can catch it: in a
+  ``__del__``, a weakref callback (an import's module lock has one), a
+  garbage-collector callback. If the signal lands there, `Interrupted` would
+  be printed as "Exception ignored in ..." and lost, and the command would
+  run on until the deadline. `install` hooks ``sys.unraisablehook`` so that
+  such a lost `Interrupted` is delivered again, once the main thread is back
+  in ordinary code.
 """
 
 import atexit
@@ -24,7 +31,10 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
+import time
+import _thread
 from typing import Callable, Iterator, Optional, Sequence
 
 _LOGGER = logging.getLogger(__name__)
@@ -60,6 +70,8 @@ class _State:
     self.on_stop: list[Callable[[], None]] = []
     self.deadline: Optional[threading.Timer] = None
     self.spared: set[int] = set()
+    # An `Interrupted` was swallowed and waits to be raised again.
+    self.redeliver = False
 
 
 _state = _State()
@@ -77,6 +89,9 @@ def install() -> None:
   """
   for signum in STOP_SIGNALS:
     signal.signal(signum, _handle)
+  if sys.unraisablehook is not _redeliver_if_lost:
+    _previous_unraisablehook[0] = sys.unraisablehook
+    sys.unraisablehook = _redeliver_if_lost
   # Registered first, so run last: a stopped run's threads may have started
   # a process after the command stopped those it knew of.
   atexit.register(_stop_children_if_stopped)
@@ -99,7 +114,12 @@ def when_stopping(callback: Callable[[], None]) -> Iterator[None]:
     _state.on_stop.remove(callback)
 
 
-def _handle(signum: int, frame) -> None:  # pylint: disable=unused-argument
+def _handle(signum: int, frame) -> None:
+  if _state.redeliver and not _inside_the_hook(frame):
+    _state.redeliver = False
+    if not _state.held and not _state.raised:
+      _raise()
+    return
   if _state.received is not None:
     _LOGGER.debug('%s while stopping: ignored', signal.Signals(signum).name)
     return
@@ -121,6 +141,41 @@ def _handle(signum: int, frame) -> None:  # pylint: disable=unused-argument
 def _raise() -> None:
   _state.raised = True
   raise Interrupted(_state.received)
+
+
+_previous_unraisablehook: list = [sys.unraisablehook]
+
+
+def _redeliver_if_lost(unraisable) -> None:
+  """``sys.unraisablehook``: an `Interrupted` Python could not raise is
+  raised again at the main thread's next ordinary instruction; anything
+  else goes to the hook that was there before."""
+  if not isinstance(unraisable.exc_value, Interrupted):
+    _previous_unraisablehook[0](unraisable)
+    return
+  _LOGGER.debug('%s landed where Python swallows exceptions (%r): raised '
+                'again', unraisable.exc_value, unraisable.object)
+  _state.raised = False
+  _state.redeliver = True
+  # From another thread: a signal simulated from here would run its handler
+  # inside this hook, where the exception would be lost again.
+  threading.Thread(target=_interrupt_main_until_raised,
+                   args=(unraisable.exc_value.signum,),
+                   name='redeliver-stop-signal', daemon=True).start()
+
+
+def _inside_the_hook(frame) -> bool:
+  while frame is not None:
+    if frame.f_code is _redeliver_if_lost.__code__:
+      return True
+    frame = frame.f_back
+  return False
+
+
+def _interrupt_main_until_raised(signum: int) -> None:
+  while _state.redeliver:
+    _thread.interrupt_main(signum)
+    time.sleep(0.05)
 
 
 @contextlib.contextmanager

@@ -3,11 +3,14 @@ signal raises once, a held block finishes first, later signals are ignored.
 (Whole commands stopped by signals: ``tests/pipeline/cli/test_signals.py``.)
 """
 
+import gc
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -19,8 +22,10 @@ def installed(monkeypatch):
   """The handlers installed, then pytest's back; the deadline never fires."""
   saved = {s: signal.getsignal(s) for s in signals.STOP_SIGNALS}
   saved_hook = threading.excepthook
+  saved_unraisable = sys.unraisablehook
   monkeypatch.setattr(signals, '_state', signals._State())  # pylint: disable=protected-access
   monkeypatch.setattr(signals, 'STOP_DEADLINE_SECS', 3600.0)
+  monkeypatch.setattr(signals, '_previous_unraisablehook', [None])
   signals.install()
   yield signals._state  # pylint: disable=protected-access
   if signals._state.deadline is not None:  # pylint: disable=protected-access
@@ -28,6 +33,7 @@ def installed(monkeypatch):
   for s, handler in saved.items():
     signal.signal(s, handler)
   threading.excepthook = saved_hook
+  sys.unraisablehook = saved_unraisable
 
 
 @pytest.mark.parametrize('signum,status', [
@@ -41,6 +47,65 @@ def test_a_stop_signal_raises_interrupted_once(installed, signum, status):
   assert signals.received() == signum
   signal.raise_signal(signal.SIGTERM)  # A second one: ignored.
   time.sleep(0.05)
+
+
+class _SignalledOnDeletion:
+  def __del__(self):
+    signal.raise_signal(signal.SIGTERM)
+
+
+def _signal_in_del():
+  _SignalledOnDeletion()
+
+
+def _signal_in_weakref_callback():
+  # As an import's module lock does: a callback when its object goes.
+  class Object:
+    pass
+  target = Object()
+  ref = weakref.ref(target, lambda _: signal.raise_signal(signal.SIGTERM))
+  del target
+  return ref
+
+
+def _signal_in_gc_callback():
+  def callback(phase, info):  # pylint: disable=unused-argument
+    if phase == 'start':
+      gc.callbacks.remove(callback)
+      signal.raise_signal(signal.SIGTERM)
+  gc.callbacks.append(callback)
+  gc.collect()
+
+
+@pytest.mark.parametrize('swallowing', [
+    _signal_in_del, _signal_in_weakref_callback, _signal_in_gc_callback])
+def test_a_signal_where_python_swallows_exceptions_is_raised_again(
+    installed, capfd, swallowing):
+  """Raised inside a ``__del__``, a weakref callback or a gc callback,
+  `Interrupted` is lost; it must reach the main code all the same."""
+  reached = []
+  with pytest.raises(signals.Interrupted) as raised:
+    # Raised again as soon as the main thread is out of the hook: maybe
+    # still within ``swallowing``, surely before the loop ends.
+    swallowing()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+      time.sleep(0.01)
+    reached.append('the end')
+  assert raised.value.signum == signal.SIGTERM
+  assert reached == []
+  assert 'Exception ignored' not in capfd.readouterr().err
+  assert not installed.redeliver
+
+
+def test_other_lost_exceptions_are_still_reported(installed):
+  seen = []
+  signals._previous_unraisablehook[0] = seen.append  # pylint: disable=protected-access
+  class Failing:
+    def __del__(self):
+      raise ValueError('in __del__')
+  Failing()
+  assert [type(u.exc_value) for u in seen] == [ValueError]
 
 
 def test_a_held_block_finishes_before_the_signal_is_raised(installed):
