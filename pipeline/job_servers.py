@@ -93,7 +93,11 @@ FLINK_JVM_PROPERTIES = (
 # workers for one 300-document job on a 2-core Spark worker, 15 s and 19
 # CPU-s more than with the cache; on a Flink session cluster, five workers a
 # slot, one a stage). The environments belong to the job, so the workers
-# then last the job and end with it.
+# then last the job and end with it. On Flink only where Beam's runner is
+# on the TaskManagers' classpath, loaded parent-first: loaded from the job's
+# own jars (Flink's default), its FlinkExecutableStageContextFactory
+# releases them whenever a TaskManager has no task of the job running,
+# which in a batch job is between every two stages (`tests.clusters.flink`).
 ENVIRONMENT_CACHE_MILLIS = 3_600_000
 # Local masters, whose SDK workers run in this process (cheap to start):
 # Spark's ``local``, ``local[N]``, ``local[*]``; Flink's ``[local]``,
@@ -322,6 +326,44 @@ def ensure_job_server(runner: str, *, cache: Optional[str] = None,
       f'{runner.capitalize()} job-server jar).')
 
 
+# Jars of an assembled Flink job server that a TaskManager has already
+# (Flink's own, from flink-dist) or must not have twice (logging bindings).
+_NOT_FOR_TASKMANAGERS = ('flink-', 'log4j-', 'slf4j-')
+
+
+def taskmanager_jars(job_server_jar: Optional[str] = None, *,
+                     cache: Optional[str] = None) -> list[str]:
+  """The jars that put Beam's Flink runner on a TaskManager's classpath.
+
+  A Flink cluster keeps a job's SDK workers for the whole job
+  (``--environment_cache_millis``) only where Beam's runner is loaded by
+  Flink's own class loader: copy these jars into each TaskManager's
+  ``lib/`` and set ``classloader.resolve-order: parent-first``. Loaded from
+  the job's jars (Flink's default), the runner releases the workers between
+  every two stages of a batch job, and each stage starts new ones.
+
+  Args:
+    job_server_jar: an assembled Flink job-server jar (default: the one
+      ``--runner FlinkRunner`` uses, fetched if needed).
+    cache: the jar cache directory (default: `cache_dir`).
+
+  Returns:
+    The paths, sorted: the assembled job server's jars other than Flink's
+    own and the logging bindings; ``[]`` for a shaded job-server jar, which
+    carries Flink itself and so cannot go beside a cluster's.
+  """
+  if job_server_jar is None:
+    job_server_jar = ensure_job_server('flink', cache=cache)
+  folder = os.path.splitext(job_server_jar)[0]
+  if not os.path.isdir(folder):
+    _LOGGER.info('%s is not an assembled job server: a TaskManager loads '
+                 'Beam from each job\'s jars', job_server_jar)
+    return []
+  return sorted(os.path.join(folder, name) for name in os.listdir(folder)
+                if name.endswith('.jar') and
+                not name.startswith(_NOT_FOR_TASKMANAGERS))
+
+
 def java_version(launcher: str = 'java') -> Optional[int]:
   """The major version of ``launcher`` (8, 11, 17...), None if not found."""
   path = shutil.which(launcher)
@@ -420,6 +462,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       help='flink and/or spark (default: both)')
   parser.add_argument('--cache_dir', help=f'jar cache (default: ${CACHE_ENV} '
                       f'or {DEFAULT_CACHE})')
+  parser.add_argument('--taskmanager_jars', action='store_true',
+                      help='print, one a line, the jars to copy into each '
+                      'Flink TaskManager\'s lib/ (with classloader.'
+                      'resolve-order: parent-first) so that SDK workers last '
+                      'the job')
   args = parser.parse_args(argv)
   unknown = [r for r in args.runners if r not in RUNNERS]
   if unknown:
@@ -427,7 +474,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   # force: importing Beam may already have configured the root logger.
   logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s',
                       force=True)
+  if args.taskmanager_jars and args.runners not in ([], ['flink']):
+    parser.error('--taskmanager_jars is for flink only')
   try:
+    if args.taskmanager_jars:
+      print('\n'.join(taskmanager_jars(cache=args.cache_dir)))
+      return 0
     for runner in args.runners or RUNNERS:
       print(f'{runner}: {ensure_job_server(runner, cache=args.cache_dir)}')
   except JobServerError as e:

@@ -83,6 +83,7 @@ def test_the_cluster_has_two_taskmanagers_of_one_slot(cluster):
 
 def test_many_files_match_the_direct_runner(tmp_path, cluster, mixed, direct,
                                             trained_bundle):
+  before = cluster.workers_started()
   outdir = str(tmp_path / 'out')
   _, summary = _score(cluster, '--input', mixed['pattern'], '--model',
                       trained_bundle.path, '--output', outdir)
@@ -90,6 +91,11 @@ def test_many_files_match_the_direct_runner(tmp_path, cluster, mixed, direct,
   assert summary['counts']['scored'] == mixed['good']
   assert summary['counts']['errors'] == mixed['bad']
   _assert_every_slot_scored(summary, cluster, mixed['good'])
+  # One SDK worker per TaskManager lasts the job: not one for every stage
+  # (Beam's runner on the TaskManagers' classpath, `tests.clusters.flink`).
+  after = cluster.workers_started()
+  assert {pool: after[pool] - before[pool] for pool in after} == {
+      'pool-1': 1, 'pool-2': 1}, (before, after, str(cluster.logs))
 
 
 def test_one_file_is_scored_by_every_slot(tmp_path, cluster, corpus,

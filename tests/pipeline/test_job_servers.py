@@ -175,6 +175,52 @@ def test_prefetch_command_prints_the_cached_jar(tmp_path):
   assert last.startswith('error: ') and '--spark_job_server_jar PATH' in last
 
 
+def _cache_with_flink_job_server(cache, jars, assembled: bool = True) -> str:
+  """A jar cache holding the Flink job server ``--runner FlinkRunner``
+  picks first, assembled (a jar beside a folder of ``jars``) or not."""
+  name = job_servers.candidates('flink')[0].name
+  cache.mkdir()
+  (cache / f'{name}.jar').write_bytes(b'PK')
+  if assembled:
+    (cache / name).mkdir()
+    for jar in jars:
+      (cache / name / jar).write_bytes(b'PK')
+  return str(cache / name)
+
+
+def test_taskmanager_jars_are_beams_without_flink_or_logging(tmp_path):
+  """What a TaskManager's ``lib/`` needs for SDK workers that last the
+  job: the assembled job server's jars, less what Flink has itself."""
+  folder = _cache_with_flink_job_server(tmp_path / 'cache', [
+      'beam-runners-flink-1.19-2.62.0.jar', 'beam-sdks-java-core-2.62.0.jar',
+      'joda-time-2.10.14.jar', 'flink-core-1.19.0.jar',
+      'flink-streaming-java-1.19.0.jar', 'log4j-api-2.23.1.jar',
+      'slf4j-api-1.7.32.jar', 'NOTICE.txt'])
+  expected = [os.path.join(folder, jar) for jar in (
+      'beam-runners-flink-1.19-2.62.0.jar', 'beam-sdks-java-core-2.62.0.jar',
+      'joda-time-2.10.14.jar')]
+  assert job_servers.taskmanager_jars(cache=str(tmp_path / 'cache')) == (
+      expected)
+  done = subprocess.run(
+      [sys.executable, '-m', 'pipeline.job_servers', '--taskmanager_jars',
+       '--cache_dir', str(tmp_path / 'cache')],
+      cwd=ROOT, env=services.env(), capture_output=True, text=True,
+      check=False)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.splitlines() == expected
+
+
+def test_a_shaded_job_server_gives_no_taskmanager_jars(tmp_path):
+  _cache_with_flink_job_server(tmp_path / 'cache', [], assembled=False)
+  assert job_servers.taskmanager_jars(cache=str(tmp_path / 'cache')) == []
+
+
+def test_taskmanager_jars_are_flinks_only():
+  with pytest.raises(SystemExit) as exited:
+    job_servers.main(['spark', '--taskmanager_jars'])
+  assert exited.value.code == 2
+
+
 @needs('java')
 @pytest.mark.parametrize('argv,cached', [
     (['--runner', 'FlinkRunner'], False),
