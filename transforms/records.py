@@ -227,7 +227,7 @@ def error_record(item: Any, stage: str, reason: str, *, raw: bool,
   Args:
     item: the failed element: a raw input element when ``raw``, else a
       ``(key, value)`` pair whose key is an id, a `Carried`, or for batched
-      (inference) failures ``(id or Carried, n_tokens, truncated)``.
+      (inference) failures ``(id or Carried, n_tokens, truncated, timestamp)``.
     stage: the step that failed.
     reason: why.
     raw: ``item`` is an input element as the user gave it.
@@ -245,7 +245,7 @@ def error_record(item: Any, stage: str, reason: str, *, raw: bool,
   if isinstance(key, tuple) and key:
     key = key[0]
   if batched and isinstance(key, tuple) and key:
-    key = key[0]  # RunInference keys are (id, n_tokens, truncated).
+    key = key[0]  # RunInference keys are (id, n_tokens, truncated, ts).
   if isinstance(key, Carried):
     return {'id': key.id, 'stage': stage, 'reason': reason,
             'record': key.record}

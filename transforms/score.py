@@ -25,6 +25,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.transforms import window
 
 from model.bundle import load_bundle
 from transforms.batching import DEFAULT_BUFFER_TOKENS, SortByLength
@@ -72,8 +73,9 @@ class _ToErrorRecord(beam.DoFn):
                 f'{reason}')
     for item in elements:
       self._errors.inc()
-      yield error_record(item, self._stage, reason[:2000], raw=self._raw,
-                         batched=self._batched, id_field=self._id_field)
+      record = error_record(item, self._stage, reason[:2000], raw=self._raw,
+                            batched=self._batched, id_field=self._id_field)
+      yield _restamped(record, item[0]) if self._batched else record
 
 
 class _CheckFiniteScores(beam.DoFn):
@@ -95,10 +97,10 @@ class _CheckFiniteScores(beam.DoFn):
       return
     self._errors.inc()
     bad = sorted({str(x) for x in scores[~np.isfinite(scores)]})
-    yield beam.pvalue.TaggedOutput(self.NON_FINITE, error_record(
+    yield beam.pvalue.TaggedOutput(self.NON_FINITE, _restamped(error_record(
         element, 'inference', f'the model returned non-finite scores '
         f'({", ".join(bad)}) for this document.', raw=False, batched=True,
-        id_field=self._id_field))
+        id_field=self._id_field), element[0]))
 
 
 class ScoreDocumentsResult:
@@ -313,13 +315,24 @@ def _keyed_document_length(element: tuple[Any, Any]) -> int:
   return len(element[1].ids)
 
 
-def _split_metadata(element: tuple[Any, Any]) -> tuple[tuple, np.ndarray]:
+def _split_metadata(element: tuple[Any, Any],
+                    timestamp=beam.DoFn.TimestampParam
+                    ) -> tuple[tuple, np.ndarray]:
+  # The document's timestamp rides in the key: batching stamps a batch with
+  # its window's end, and each record gets its own back (`_restamped`).
   doc_id, doc = element
-  return (doc_id, doc.n_tokens, doc.truncated), doc.ids
+  return (doc_id, doc.n_tokens, doc.truncated, timestamp), doc.ids
+
+
+def _restamped(record: Any, key: tuple) -> Any:
+  """``record`` with the timestamp its document had before batching."""
+  return window.TimestampedValue(record, key[3])
 
 
 def _to_record(element: tuple[tuple, Any], *, output_names: list[str],
                scores_as: str) -> Any:
-  (key, n_tokens, truncated), prediction = element
-  return scored_record(key, prediction.inference, n_tokens, truncated,
-                       output_names=output_names, scores_as=scores_as)
+  key, prediction = element
+  doc_key, n_tokens, truncated, _ = key
+  return _restamped(
+      scored_record(doc_key, prediction.inference, n_tokens, truncated,
+                    output_names=output_names, scores_as=scores_as), key)
