@@ -109,6 +109,15 @@ class _DropWorkerRelay(logging.Filter):
             not record.name.startswith(_HARNESS_LOGGERS))
 
 
+class _OwnRecordsOnly(logging.Filter):
+  """Once a run is stopping: only the command's own records. On the
+  handler, not the root logger's level alone: a library that sets the root
+  level again (an SDK harness starting in this process) must not bring its
+  errors back, which are consequences of the stop."""
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.name.split('.')[0] in PROJECT_LOGGERS + ('__main__',)
+
+
 class _DropBeamNotices(logging.Filter):
   def filter(self, record: logging.LogRecord) -> bool:
     return not (isinstance(record.msg, str) and
@@ -168,6 +177,7 @@ class Console:
     for h in list(root.handlers):
       root.removeHandler(h)
     root.addHandler(handler)
+    self._handler = handler
     root.setLevel(level)
     for name in PROJECT_LOGGERS:
       logging.getLogger(name).setLevel(min(level, logging.WARNING))
@@ -194,6 +204,7 @@ class Console:
     show: its loggers', and `say`'s."""
     if self._captured_warnings:
       logging.getLogger().setLevel(logging.CRITICAL + 1)
+      self._handler.addFilter(_OwnRecordsOnly())
       _discard_stderr()
 
   def close(self) -> None:

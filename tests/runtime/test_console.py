@@ -27,6 +27,24 @@ def test_console_restores_logging_and_keeps_errors():
   assert (root.level, list(root.handlers)) == before
 
 
+def test_a_stopping_console_keeps_only_the_commands_lines(capsys):
+  """Once stopping, other libraries' errors stay out even where one of
+  them sets the root logger's level again."""
+  shown = console.Console('ERROR', command='model.test_console',
+                          filter_stderr=False)
+  try:
+    shown.quiet_other_libraries()
+    logging.getLogger().setLevel(logging.INFO)  # as a library may
+    logging.getLogger('apache_beam.runners.common').error('consequence')
+    logging.getLogger('model.test_console').info('our line')
+    logging.getLogger('model.test_console').error('our error')
+  finally:
+    shown.close()
+  err = capsys.readouterr().err
+  assert 'consequence' not in err
+  assert 'our line' in err and 'error: our error' in err
+
+
 def _filtered(lines):
   """What the command's stderr filter lets through of ``lines``."""
   noise = '|'.join(f'(?:{p})' for p in console._NOISE)
