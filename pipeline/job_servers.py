@@ -97,7 +97,7 @@ FLINK_JVM_PROPERTIES = (
 # on the TaskManagers' classpath, loaded parent-first: loaded from the job's
 # own jars (Flink's default), its FlinkExecutableStageContextFactory
 # releases them whenever a TaskManager has no task of the job running,
-# which in a batch job is between every two stages (`tests.clusters.flink`).
+# which in a batch job is between every two stages (`taskmanager_jars`).
 ENVIRONMENT_CACHE_MILLIS = 3_600_000
 # Local masters, whose SDK workers run in this process (cheap to start):
 # Spark's ``local``, ``local[N]``, ``local[*]``; Flink's ``[local]``,

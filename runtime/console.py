@@ -109,13 +109,18 @@ class _DropWorkerRelay(logging.Filter):
             not record.name.startswith(_HARNESS_LOGGERS))
 
 
+def _is_own(record: logging.LogRecord) -> bool:
+  """Whether ``record`` comes from this project's or the command's code."""
+  return record.name.split('.')[0] in PROJECT_LOGGERS + ('__main__',)
+
+
 class _OwnRecordsOnly(logging.Filter):
   """Once a run is stopping: only the command's own records. On the
   handler, not the root logger's level alone: a library that sets the root
   level again (an SDK harness starting in this process) must not bring its
   errors back, which are consequences of the stop."""
   def filter(self, record: logging.LogRecord) -> bool:
-    return record.name.split('.')[0] in PROJECT_LOGGERS + ('__main__',)
+    return _is_own(record)
 
 
 class _DropBeamNotices(logging.Filter):
@@ -137,7 +142,7 @@ class _ConsoleFormatter(logging.Formatter):
   """The command's INFO lines as they are; anything else with its level."""
   def format(self, record: logging.LogRecord) -> str:
     message = super().format(record)
-    own = record.name.split('.')[0] in PROJECT_LOGGERS + ('__main__',)
+    own = _is_own(record)
     if own and record.levelno < logging.WARNING:
       return message
     if own:

@@ -26,20 +26,20 @@ job's ``--environment_config localhost:PORT`` is the README's, and each
 TaskManager's SDK workers are Python processes of its own pool. Flink's own
 addresses are numeric (127.0.0.1), so nothing else resolves a name.
 
-Beam's Flink runner on each TaskManager's own classpath, loaded parent-first
-(`pipeline.job_servers.taskmanager_jars`, ``classloader.resolve-order:
-parent-first``; Beam's classes
-alone parent-first, ``classloader.parent-first-patterns.additional:
-org.apache.beam.``, fails: the job jar's own joda-time then meets the
-TaskManager's in Beam's WindowingStrategy): the runner
-keeps a TaskManager's SDK workers for the job (``--environment_cache_millis``)
-only where its classes come from Flink's own class loader
+Beam's Flink runner is on each TaskManager's own classpath, loaded
+parent-first (`pipeline.job_servers.taskmanager_jars`,
+``classloader.resolve-order: parent-first``): the runner keeps a
+TaskManager's SDK workers for the job (``--environment_cache_millis``) only
+where its classes come from Flink's own class loader
 (``FlinkExecutableStageContextFactory`` releases them at once otherwise).
 Loaded from the job's staged jars, as Flink does by default, every stage of
 the job started new Python workers on every TaskManager (five each, each
 importing Beam and TensorFlow, one loading the model); measured here, a job
 of 8 documents took 47 s of job and 25 CPU-s of SDK workers that way, 22 s
 and 12 CPU-s with the runner on the classpath (one worker per TaskManager).
+Beam's classes alone parent-first (``classloader.parent-first-patterns.
+additional: org.apache.beam.``) fails: the job jar's own joda-time then
+meets the TaskManager's in Beam's WindowingStrategy.
 """
 
 import contextlib

@@ -81,4 +81,3 @@ def wait_until_ready(url: str, ready: Callable[[Any], bool], *, engine: str,
       return True, seen
     time.sleep(0.5)
   return False, seen
-
