@@ -6,7 +6,12 @@ Steps, each with its own label::
 
   ExtractText -> SegmentText -> LookUpTokenIds -> TruncateTokenIds
     -> SortByLength -> SplitMetadata
-    -> RunInference(KeyedModelHandler(BundleModelHandler)) -> ToScoreRecord
+    -> RunInference(KeyedModelHandler(BundleModelHandler))
+    -> CheckFiniteScores -> ToScoreRecord
+
+or, with ``max_batch_duration_secs`` (streaming), ``SplitMetadata ->
+CutBatches -> RunInference`` of the batches `CutBatches` cut (RunInference's
+own batching skipped) in place of the sorting and the inference.
 
 A dict or row record rides through every step in the place of the id (and in
 RunInference's key), so no join is needed to restore its fields.
@@ -28,7 +33,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.transforms import window
 
 from model.bundle import load_bundle
-from transforms.batching import DEFAULT_BUFFER_TOKENS, SortByLength
+from transforms.batching import DEFAULT_BUFFER_TOKENS, CutBatches, SortByLength
 from transforms.handler import (DEFAULT_BATCH_TOKENS, BundleModelHandler,
                                 set_tf_threads)
 from transforms.metrics import NAMESPACE
@@ -178,6 +183,12 @@ class ScoreDocuments(beam.PTransform):
     scoring_function: ``'auto'`` (the faster `model.lstm_scorer` where it
       applies and agrees with the SavedModel's signature) or
       ``'signature'``; see `BundleModelHandler`.
+    max_batch_duration_secs: for streaming pipelines: the longest a
+      document waits for its batch while others keep arriving; a bundle's
+      end also sends what waits. Documents are then sorted and batched in
+      one step (`transforms.batching.CutBatches`) instead of RunInference's
+      batching, which holds them until a batch is full. None (the
+      default): batch jobs' full batches.
     label: the transform's label.
 
   Raises:
@@ -197,8 +208,16 @@ class ScoreDocuments(beam.PTransform):
                probe_model: bool = True,
                tf_threads: int = 0,
                scoring_function: str = 'auto',
+               max_batch_duration_secs: Optional[float] = None,
                label: Optional[str] = None):
     super().__init__(label)
+    if max_batch_duration_secs is not None and not (
+        isinstance(max_batch_duration_secs, (int, float)) and
+        not isinstance(max_batch_duration_secs, bool) and
+        max_batch_duration_secs > 0):
+      raise ValueError(
+          f'max_batch_duration_secs must be a positive number of seconds or '
+          f'None; received {max_batch_duration_secs!r}.')
     if scores_as not in SCORES_AS:
       raise ValueError(
           f'scores_as must be one of {list(SCORES_AS)}; received '
@@ -232,6 +251,8 @@ class ScoreDocuments(beam.PTransform):
     self._scores_as = scores_as
     self._batch_tokens = batch_tokens
     self._sort_buffer_tokens = sort_buffer_tokens
+    self._max_wait_secs = max_batch_duration_secs
+    self._row_length = None if bundle.masked else bundle.maxlen
     self._handler = BundleModelHandler(
         bundle_path, batch_tokens=batch_tokens, inference_fn=inference_fn,
         tf_threads=tf_threads, scoring_function=scoring_function)
@@ -250,6 +271,33 @@ class ScoreDocuments(beam.PTransform):
     place of ``scores``. Writers can build their schemas from it.
     """
     return score_field_types(self._output_names, self._scores_as)
+
+  def _score_sorted(self, docs):
+    """Batch jobs: length-sorted, then RunInference's batching."""
+    # RunInference sees (key, ids); the metadata rides along in the key, and
+    # for dicts and rows the key holds the whole record.
+    predictions, dlq = (
+        docs
+        | 'SortByLength' >> beam.ParDo(
+            SortByLength(_keyed_document_length,
+                         buffer_tokens=self._sort_buffer_tokens))
+        | 'SplitMetadata' >> beam.Map(_split_metadata)
+        | 'RunInference' >> RunInference(KeyedModelHandler(
+            self._handler)).with_exception_handling())
+    return predictions, dlq.failed_inferences
+
+  def _score_cut_batches(self, docs):
+    """Streaming, with a wait bound: batches cut by `CutBatches`."""
+    predictions, dlq = (
+        docs
+        | 'SplitMetadata' >> beam.Map(_split_metadata)
+        | 'CutBatches' >> beam.ParDo(CutBatches(
+            batch_tokens=self._batch_tokens, max_wait_secs=self._max_wait_secs,
+            buffer_tokens=self._sort_buffer_tokens,
+            row_length=self._row_length))
+        | 'RunInference' >> RunInference(KeyedModelHandler(
+            self._handler).with_no_batching()).with_exception_handling())
+    return predictions, dlq.failed_inferences
 
   def expand(self, docs):
     # Rows with a schema: check the fields now, and give the output a schema.
@@ -280,19 +328,11 @@ class ScoreDocuments(beam.PTransform):
     truncated = step(tokenized, 'TruncateTokenIds',
                      TruncateTokenIds(self._maxlen, self._truncating),
                      'truncate')
-    ids = (
-        truncated
-        | 'SortByLength' >> beam.ParDo(
-            SortByLength(_keyed_document_length,
-                         buffer_tokens=self._sort_buffer_tokens))
-        | 'SplitMetadata' >> beam.Map(_split_metadata))
-    # RunInference sees (key, ids); the metadata rides along in the key, and
-    # for dicts and rows the key holds the whole record.
-    predictions, dlq = (
-        ids
-        | 'RunInference' >> RunInference(KeyedModelHandler(
-            self._handler)).with_exception_handling())
-    errors.append(dlq.failed_inferences
+    if self._max_wait_secs is None:
+      predictions, failed = self._score_sorted(truncated)
+    else:
+      predictions, failed = self._score_cut_batches(truncated)
+    errors.append(failed
                   | 'RunInferenceErrors' >> beam.ParDo(
                       _ToErrorRecord('inference', batched=True,
                                      id_field=self._id_field)))

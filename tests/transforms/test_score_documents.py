@@ -213,6 +213,14 @@ def test_unknown_scoring_function_is_refused(trained_bundle):
     BundleModelHandler(trained_bundle.path, scoring_function='fast')
 
 
+@pytest.mark.parametrize('wait', [0, -2.5, '1', True, float('inf') * 0])
+def test_a_wait_bound_must_be_a_positive_number(trained_bundle, wait):
+  with pytest.raises(ValueError, match='max_batch_duration_secs must be a '
+                     'positive number'):
+    ScoreDocuments(trained_bundle.path, max_batch_duration_secs=wait,
+                   validate=False)
+
+
 def test_bad_bundle_fails_at_construction(tmp_path):
   from model.bundle import BundleError
   with pytest.raises(BundleError, match='manifest.json'):

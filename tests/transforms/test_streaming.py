@@ -3,7 +3,8 @@
 Every score and error record keeps its document's window and timestamp
 (batching stamps a batch with its window's end; the records get their own
 back). Late documents, empty windows and bursts are all scored; nothing is
-lost.
+lost, with RunInference's batching or with a wait bound
+(``max_batch_duration_secs``: `transforms.batching.CutBatches`).
 """
 
 import contextlib
@@ -68,7 +69,13 @@ def texts(corpus):
   return [d['text'] for d in corpus]
 
 
-def test_every_record_keeps_its_window_and_timestamp(trained_bundle, texts):
+# RunInference's batching, and batches cut with a wait bound.
+WAIT_BOUNDS = [None, 0.5]
+
+
+@pytest.mark.parametrize('wait', WAIT_BOUNDS)
+def test_every_record_keeps_its_window_and_timestamp(trained_bundle, texts,
+                                                     wait):
   """On time, late (after the watermark passed its window), after an empty
   window, and a burst of many documents at one instant."""
   on_time = [(f'on-time-{i}', texts[i], 5 + 7 * i) for i in range(6)]
@@ -79,7 +86,8 @@ def test_every_record_keeps_its_window_and_timestamp(trained_bundle, texts):
   events = [('docs', on_time + bad[:1]), ('time', 5),
             ('watermark', 61), ('docs', late), ('watermark', 199),
             ('docs', burst + bad[1:])]
-  with _streaming(trained_bundle.path, events) as (scores, errors):
+  with _streaming(trained_bundle.path, events,
+                  max_batch_duration_secs=wait) as (scores, errors):
     assert_that(scores | 'ScoreWindows' >> beam.ParDo(_WithWindow()),
                 equal_to(_expected(on_time + late + burst)),
                 label='ScoresKeepWindows')
@@ -99,13 +107,15 @@ class _FailingAtWidth:
 
 
 @pytest.mark.slow
-def test_inference_errors_keep_their_timestamps(trained_bundle, texts):
+@pytest.mark.parametrize('wait', WAIT_BOUNDS)
+def test_inference_errors_keep_their_timestamps(trained_bundle, texts, wait):
   """A failed batch's documents go to the errors, each with its own
   timestamp and window, not the batch's."""
   long_text = ''.join(texts)  # beyond maxlen: padded to maxlen
   docs = [('ok', '猫が日なたで眠る。', 3), ('fails', long_text, 70)]
   with _streaming(trained_bundle.path, [('docs', docs)],
-                  inference_fn=_FailingAtWidth(trained_bundle.maxlen)) as (
+                  inference_fn=_FailingAtWidth(trained_bundle.maxlen),
+                  max_batch_duration_secs=wait) as (
                       scores, errors):
     assert_that(scores | 'ScoreWindows' >> beam.ParDo(_WithWindow()),
                 equal_to(_expected(docs[:1])), label='Scores')
@@ -117,8 +127,9 @@ def test_inference_errors_keep_their_timestamps(trained_bundle, texts):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize('wait', WAIT_BOUNDS)
 def test_streaming_scores_equal_batch_scores(trained_bundle, texts,
-                                            tmp_path):
+                                            tmp_path, wait):
   """A streaming run gives the scores a batch run gives."""
   docs = [(f'd{i}', text, i) for i, text in enumerate(texts)]
   out = tmp_path / 'batch'
@@ -136,6 +147,7 @@ def test_streaming_scores_equal_batch_scores(trained_bundle, texts,
     for doc_id, row in got.items():
       assert row == pytest.approx(expected[doc_id], abs=1e-6), doc_id
 
-  with _streaming(trained_bundle.path, [('docs', docs)]) as (scores, _):
+  with _streaming(trained_bundle.path, [('docs', docs)],
+                  max_batch_duration_secs=wait) as (scores, _):
     assert_that(scores | beam.Map(lambda r: (r['id'], list(r['scores']))),
                 match)
