@@ -31,9 +31,13 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 
+import apache_beam as beam
 import numpy as np
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.transforms import window
 
 import tests.memfs as memfs
 from pipeline import job_servers
@@ -41,6 +45,7 @@ from pipeline.cli import score, summary
 from tests import services, stops
 from tests.pipeline.cli.test_cli import FOREIGN, OWN_STDERR
 from tests.pipeline.cli.test_score import _read_errors, _read_scores
+from transforms import ScoreDocuments
 from transforms.handler import worker_identity
 
 # Every test here starts Java: Beam's job servers, Flink, Spark.
@@ -276,6 +281,76 @@ def test_flink_two_slots_score_one_file(tmp_path, corpus, trained_bundle,
   assert len(_read_scores(outdir, 'jsonl')) == good
   assert len(_read_errors(outdir)) == bad
   _assert_two_workers_scored(result, good)
+
+
+# --- Streaming on Flink -----------------------------------------------------
+
+class _WriteEach(beam.DoFn):
+  """Writes each element as JSON to its own file (LOOPBACK: this process)."""
+  def __init__(self, directory: str):
+    self._directory = directory
+
+  def process(self, element):
+    path = os.path.join(self._directory, uuid.uuid4().hex)
+    with open(path, 'w', encoding='utf-8') as f:
+      json.dump(element, f)
+
+
+def _read_each(directory) -> list:
+  return [json.loads(p.read_text()) for p in directory.iterdir()]
+
+
+def test_flink_streaming_keeps_windows_and_scores(tmp_path, corpus,
+                                                  trained_bundle,
+                                                  remote_bundle,
+                                                  flink_endpoint):
+  """``--streaming`` on Flink with a wait bound: every document is scored
+  once, in its own window and with its own timestamp, with the batch
+  scores, and a per-window count downstream (a GroupByKey on Flink's
+  watermark) drops none of them as late."""
+  texts = [d['text'] for d in corpus]
+  docs = [(f'd{i}', texts[i % len(texts)], 7.0 * i) for i in range(60)]
+  with beam.Pipeline() as p:
+    batch_scores, _ = (p | beam.Create([(d, t) for d, t, _ in docs])
+                       | ScoreDocuments(trained_bundle.path))
+    _ = batch_scores | beam.ParDo(_WriteEach(str(tmp_path)))
+  want = {r['id']: r['scores'] for r in _read_each(tmp_path)}
+  records, counts = tmp_path / 'records', tmp_path / 'counts'
+  records.mkdir()
+  counts.mkdir()
+  options = PipelineOptions(_flink(flink_endpoint) + [
+      '--streaming', '--environment_type', 'LOOPBACK'])
+  with beam.Pipeline(options=options) as p:
+    scores, errors = (
+        p | 'Docs' >> beam.Create(docs)
+        | 'Stamp' >> beam.Map(lambda d: window.TimestampedValue(d[:2], d[2]))
+        | 'Window' >> beam.WindowInto(window.FixedWindows(60))
+        | 'Score' >> ScoreDocuments(remote_bundle, max_batch_duration_secs=0.5,
+                                    probe_model=False))
+    _ = (scores
+         | 'Where' >> beam.Map(
+             lambda r, w=beam.DoFn.WindowParam, t=beam.DoFn.TimestampParam:
+             [r['id'], float(w.start), float(t), list(r['scores'])])
+         | 'WriteRecords' >> beam.ParDo(_WriteEach(str(records))))
+    _ = (scores
+         | 'One' >> beam.Map(lambda r: ('n', 1))
+         | 'CountPerWindow' >> beam.CombinePerKey(sum)
+         | 'WithWindow' >> beam.Map(
+             lambda kv, w=beam.DoFn.WindowParam: [float(w.start), kv[1]])
+         | 'WriteCounts' >> beam.ParDo(_WriteEach(str(counts))))
+    _ = errors | 'WriteErrors' >> beam.ParDo(_WriteEach(str(tmp_path / 'e')))
+  got = _read_each(records)
+  assert sorted(r[0] for r in got) == sorted(d for d, _, _ in docs)
+  stamps = {d: ts for d, _, ts in docs}
+  for doc_id, start, ts, row in got:
+    assert (start, ts) == (stamps[doc_id] // 60 * 60, stamps[doc_id]), doc_id
+    np.testing.assert_allclose(row, want[doc_id], rtol=0, atol=1e-6,
+                               err_msg=doc_id)
+  per_window = {}
+  for _, _, ts in docs:
+    per_window[ts // 60 * 60] = per_window.get(ts // 60 * 60, 0) + 1
+  assert dict(map(tuple, _read_each(counts))) == per_window
+  assert not (tmp_path / 'e').exists()
 
 
 # --- Stop signals on Flink (`tests.stops`) --------------------------------
