@@ -347,3 +347,21 @@ def test_engines_run_only_when_named():
   assert set(run.ENGINE_CLUSTERS) == set(report.ENGINE_VARIANTS)
   with run.engines(['ours_default', 'classic'], '/nonexistent') as flags:
     assert flags == {}  # No cluster started.
+
+
+@pytest.mark.slow
+def test_latency_benchmark_measures_every_document(trained_bundle, tmp_path,
+                                                   capsys):
+  """``python -m bench.latency`` on a tiny stream: each setting's row counts
+  every document, with its wait percentiles in order."""
+  from bench import latency  # pylint: disable=import-outside-toplevel
+  latency.main(['--docs_per_sec', '40', '--secs', '0.5', '--model',
+                trained_bundle.path, '--workdir', str(tmp_path),
+                '--max_batch_duration_secs', '0.2'])
+  rows = [line.split('|')[1:-1] for line in capsys.readouterr().out.splitlines()
+          if line.startswith('| ') and line.rstrip().endswith(' s |')]
+  assert [r[0].strip() for r in rows] == ['None', '0.2']
+  for row in rows:
+    assert int(row[1]) == 20
+    waits = [float(cell.strip().rstrip(' s')) for cell in row[2:6]]
+    assert 0 <= waits[0] <= waits[1] <= waits[2] <= waits[3]
