@@ -11,6 +11,15 @@ Steps, each with its own label::
 A dict or row record rides through every step in the place of the id (and in
 RunInference's key), so no join is needed to restore its fields.
 
+With ``model_updates`` (a PCollection of bundle paths), the bundle is chosen
+per document before the ids are looked up (`transforms.refresh`)::
+
+  ExtractText -> SegmentText -> AssignBundles -> LookUpTokenIds
+    -> TruncateTokenIds (the document's bundle) -> SortByLength
+    -> SplitMetadata
+    -> RunInference(KeyedModelHandler(RefreshingBundleModelHandler))
+    -> ToScoreRecord (with model_id)
+
 Every step runs with Beam's ``with_exception_handling``; a record that fails
 anywhere leaves through the ``errors`` output as ``{"id", "stage",
 "reason"}``, plus ``record`` (the whole input record) for dicts and rows. A
@@ -29,13 +38,18 @@ from apache_beam.transforms import window
 
 from model.bundle import load_bundle
 from transforms.batching import DEFAULT_BUFFER_TOKENS, SortByLength
-from transforms.handler import (DEFAULT_BATCH_TOKENS, BundleModelHandler,
-                                set_tf_threads)
+from transforms.handler import (DEFAULT_BATCH_TOKENS, BundleIds,
+                                BundleModelHandler,
+                                RefreshingBundleModelHandler, set_tf_threads)
 from transforms.metrics import NAMESPACE
-from transforms.records import (COUNT_FIELDS, SCORES_AS, ExtractText, error_record,
+from transforms.records import (COUNT_FIELDS, MODEL_ID_FIELD, SCORES_AS,
+                                ExtractText, error_record,
                                 score_field_names, score_field_types,
                                 scored_record, scored_row_type)
-from transforms.tokenize import LookUpTokenIds, SegmentText, TruncateTokenIds
+from transforms.refresh import AssignBundles, CarryWindows
+from transforms.tokenize import (LookUpTokenIds, LookUpTokenIdsByBundle,
+                                 SegmentText, TruncateTokenIds,
+                                 TruncateTokenIdsByBundle)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -134,6 +148,17 @@ class ScoreDocuments(beam.PTransform):
   With ``scores_as='columns'`` the scores are one float field per output,
   named as `output_names`, instead of one ``scores`` list.
 
+  With ``model_updates``, a PCollection of bundle paths that arrive over
+  time (`transforms.refresh.WatchBundles` watches a pattern for them), each
+  new bundle is validated (`transforms.refresh.check_bundle_update`) and
+  then scores the documents that reach the scorer after it; each record
+  gets a last field, ``model_id``: the path of the bundle that scored it. A
+  bundle that fails validation, or whose outputs or MeCab arguments differ
+  from the running one's, is refused with a warning naming it and why, and
+  the previous bundle keeps scoring. Every document is scored exactly once,
+  whatever the updates. Meant for streaming pipelines: in a batch pipeline
+  the order between documents and updates is undefined.
+
   ``n_tokens`` counts the document's ids before truncation; ``truncated``
   says whether they were cut to the bundle's maxlen.
 
@@ -178,11 +203,15 @@ class ScoreDocuments(beam.PTransform):
     scoring_function: ``'auto'`` (the faster `model.lstm_scorer` where it
       applies and agrees with the SavedModel's signature) or
       ``'signature'``; see `BundleModelHandler`.
+    model_updates: optional PCollection of bundle paths (strings) that
+      replace ``bundle_path`` as they arrive; None (the default) scores
+      with ``bundle_path`` only, and records have no ``model_id``.
     label: the transform's label.
 
   Raises:
     ValueError: ``scores_as`` is unknown, or an output name would collide
       with ``id``, ``n_tokens`` or ``truncated`` as a column.
+    TypeError: ``model_updates`` is not a PCollection.
   """
   def __init__(self,
                bundle_path: str,
@@ -197,8 +226,14 @@ class ScoreDocuments(beam.PTransform):
                probe_model: bool = True,
                tf_threads: int = 0,
                scoring_function: str = 'auto',
+               model_updates: Optional[beam.PCollection] = None,
                label: Optional[str] = None):
     super().__init__(label)
+    if model_updates is not None and not isinstance(model_updates,
+                                                    beam.PCollection):
+      raise TypeError(
+          f'model_updates must be a PCollection of bundle paths; received '
+          f'{type(model_updates).__name__}.')
     if scores_as not in SCORES_AS:
       raise ValueError(
           f'scores_as must be one of {list(SCORES_AS)}; received '
@@ -221,8 +256,10 @@ class ScoreDocuments(beam.PTransform):
     self._truncating = bundle.truncating
     self._output_names = bundle.output_names
     if scores_as == 'columns':
-      reserved = sorted({'id', *COUNT_FIELDS}
-                        & set(self._output_names))
+      added = {'id', *COUNT_FIELDS}
+      if model_updates is not None:
+        added.add(MODEL_ID_FIELD)
+      reserved = sorted(added & set(self._output_names))
       if reserved:
         raise ValueError(
             f'the bundle has outputs named {reserved}, which cannot be '
@@ -232,7 +269,10 @@ class ScoreDocuments(beam.PTransform):
     self._scores_as = scores_as
     self._batch_tokens = batch_tokens
     self._sort_buffer_tokens = sort_buffer_tokens
-    self._handler = BundleModelHandler(
+    self._model_updates = model_updates
+    handler = (BundleModelHandler if model_updates is None
+               else RefreshingBundleModelHandler)
+    self._handler = handler(
         bundle_path, batch_tokens=batch_tokens, inference_fn=inference_fn,
         tf_threads=tf_threads, scoring_function=scoring_function)
 
@@ -247,15 +287,23 @@ class ScoreDocuments(beam.PTransform):
 
     ``[("scores", List[float]), ("n_tokens", int), ("truncated", bool)]``,
     or with ``scores_as='columns'`` one ``(name, float)`` per output in
-    place of ``scores``. Writers can build their schemas from it.
+    place of ``scores``; with ``model_updates``, ``("model_id", str)``
+    last. Writers can build their schemas from it.
     """
-    return score_field_types(self._output_names, self._scores_as)
+    return score_field_types(self._output_names, self._scores_as,
+                             model_id=self._refreshing)
+
+  @property
+  def _refreshing(self) -> bool:
+    return self._model_updates is not None
 
   def expand(self, docs):
     # Rows with a schema: check the fields now, and give the output a schema.
     row_type = scored_row_type(
         docs.element_type, self._output_names, self._scores_as,
-        text_field=self._text_field, id_field=self._id_field)
+        text_field=self._text_field, id_field=self._id_field,
+        model_id=self._refreshing)
+    windowing = docs.windowing
     errors = []
 
     def step(pcoll, label, dofn, stage, **error_args):
@@ -270,22 +318,41 @@ class ScoreDocuments(beam.PTransform):
     extracted = step(
         docs, 'ExtractText',
         ExtractText(text_field=self._text_field, id_field=self._id_field,
-                    added_fields=score_field_names(self._output_names,
-                                                   self._scores_as)),
+                    added_fields=score_field_names(
+                        self._output_names, self._scores_as,
+                        model_id=self._refreshing)),
         'extract', raw=True)
     segmented = step(extracted, 'SegmentText', SegmentText(self._mecab_args),
                      'segment')
-    tokenized = step(segmented, 'LookUpTokenIds',
-                     LookUpTokenIds(self._bundle_path), 'lookup')
-    truncated = step(tokenized, 'TruncateTokenIds',
-                     TruncateTokenIds(self._maxlen, self._truncating),
-                     'truncate')
+    if self._refreshing:
+      # The windows of the documents go back through a window function of
+      # their own (`transforms.refresh.RestoreWindows`); the errors before
+      # that point take the same one, so all errors flatten alike.
+      errors[:] = [errors_so_far | f'{name}Windows' >> CarryWindows(windowing)
+                   for name, errors_so_far in zip(('ExtractText',
+                                                   'SegmentText'), errors)]
+      assigned = segmented | 'AssignBundles' >> AssignBundles(
+          self._model_updates, self._bundle_path,
+          output_names=self._output_names, mecab_args=self._mecab_args,
+          batch_tokens=self._batch_tokens)
+      tokenized = step(assigned, 'LookUpTokenIds', LookUpTokenIdsByBundle(),
+                       'lookup')
+      truncated = step(tokenized, 'TruncateTokenIds',
+                       TruncateTokenIdsByBundle(), 'truncate')
+    else:
+      tokenized = step(segmented, 'LookUpTokenIds',
+                       LookUpTokenIds(self._bundle_path), 'lookup')
+      truncated = step(tokenized, 'TruncateTokenIds',
+                       TruncateTokenIds(self._maxlen, self._truncating),
+                       'truncate')
     ids = (
         truncated
         | 'SortByLength' >> beam.ParDo(
             SortByLength(_keyed_document_length,
                          buffer_tokens=self._sort_buffer_tokens))
-        | 'SplitMetadata' >> beam.Map(_split_metadata))
+        | 'SplitMetadata' >> beam.Map(
+            _split_metadata_by_bundle if self._refreshing
+            else _split_metadata))
     # RunInference sees (key, ids); the metadata rides along in the key, and
     # for dicts and rows the key holds the whole record.
     predictions, dlq = (
@@ -303,7 +370,8 @@ class ScoreDocuments(beam.PTransform):
                 _CheckFiniteScores.NON_FINITE, main='finite'))
     errors.append(non_finite)
     to_record = beam.Map(_to_record, output_names=self.output_names,
-                         scores_as=self._scores_as)
+                         scores_as=self._scores_as,
+                         with_model_id=self._refreshing)
     if row_type is not None:
       to_record = to_record.with_output_types(row_type)
     scores = finite | 'ToScoreRecord' >> to_record
@@ -324,15 +392,26 @@ def _split_metadata(element: tuple[Any, Any],
   return (doc_id, doc.n_tokens, doc.truncated, timestamp), doc.ids
 
 
+def _split_metadata_by_bundle(element: tuple[Any, Any],
+                              timestamp=beam.DoFn.TimestampParam
+                              ) -> tuple[tuple, BundleIds]:
+  # As `_split_metadata`; the example also names the document's bundle.
+  doc_id, doc = element
+  return ((doc_id, doc.n_tokens, doc.truncated, timestamp),
+          BundleIds(doc.bundle_path, doc.ids))
+
+
 def _restamped(record: Any, key: tuple) -> Any:
   """``record`` with the timestamp its document had before batching."""
   return window.TimestampedValue(record, key[3])
 
 
 def _to_record(element: tuple[tuple, Any], *, output_names: list[str],
-               scores_as: str) -> Any:
+               scores_as: str, with_model_id: bool = False) -> Any:
   key, prediction = element
   doc_key, n_tokens, truncated, _ = key
   return _restamped(
       scored_record(doc_key, prediction.inference, n_tokens, truncated,
-                    output_names=output_names, scores_as=scores_as), key)
+                    output_names=output_names, scores_as=scores_as,
+                    model_id=(prediction.model_id if with_model_id
+                              else None)), key)
