@@ -46,7 +46,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from model.bundle import Bundle, load_bundle
+from model.bundle import Bundle, forget_bundle, load_bundle
 from runtime.tensorflow_import import import_tensorflow
 from model.text import budget_batches
 from transforms.metrics import NAMESPACE
@@ -311,7 +311,10 @@ class ScoringModels:
         model = self._load(bundle_path)
       self._models[bundle_path] = model  # Most recently used last.
       while len(self._models) > self.MODELS_KEPT:
-        del self._models[next(iter(self._models))]
+        oldest = next(iter(self._models))
+        del self._models[oldest]
+        # The process's bundle registry would keep its model alive.
+        forget_bundle(oldest)
       return model
 
 

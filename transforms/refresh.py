@@ -48,7 +48,7 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
 from model import storage
-from model.bundle import MANIFEST, BundleError, load_bundle
+from model.bundle import MANIFEST, BundleError, forget_bundle, load_bundle
 from transforms.metrics import NAMESPACE
 
 _LOGGER = logging.getLogger(__name__)
@@ -149,6 +149,7 @@ class _AssignBundle(beam.DoFn):
         reason = None
       except Exception as e:  # pylint: disable=broad-except
         reason = str(e) or type(e).__name__
+        forget_bundle(path)  # Its model may have loaded before a check.
       _VERDICTS[(path, digest)] = reason
       if reason is None:
         self._accepted.inc()

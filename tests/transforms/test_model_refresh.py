@@ -27,6 +27,7 @@ from model.bundle import MANIFEST, BundleError
 from transforms import ScoreDocuments
 from transforms.records import (score_field_names, score_field_types,
                                 scored_record)
+from transforms.handler import ScoringModels
 from transforms.refresh import WatchBundles, check_bundle_update
 
 WINDOW_SECS = 60
@@ -257,3 +258,21 @@ def test_rows_get_a_model_id_field_in_their_schema(trained_bundle, texts):
       scored.element_type)]
   assert fields == ['id', 'text', 'n', 'scores', 'n_tokens', 'truncated',
                     'model_id']
+
+
+def test_scoring_models_load_each_bundle_once_and_keep_the_latest():
+  loads = []
+
+  def load(path):
+    loads.append(path)
+    return f'model of {path}'
+
+  models = ScoringModels(load)
+  assert models.get('/b/1') == 'model of /b/1'
+  assert models.get('/b/1') == 'model of /b/1'
+  for i in range(2, 2 + ScoringModels.MODELS_KEPT):
+    models.get(f'/b/{i}')
+  models.get('/b/1')  # Evicted by then: loaded again.
+  assert loads == ['/b/1'] + [f'/b/{i}' for i in
+                              range(2, 2 + ScoringModels.MODELS_KEPT)] + [
+                                  '/b/1']
