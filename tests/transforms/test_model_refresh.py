@@ -77,13 +77,20 @@ def _run_streaming(bundle_path, events, check_scores, check_errors):
 
 
 def _batch_scores(bundle_path, docs, out):
-  """``{id: scores}`` of a plain batch run with one bundle."""
+  """``{id: scores}`` of a plain batch run with one bundle; each bundle's
+  ``n_tokens`` and ``truncated`` under ``(id, 'counts')``."""
   with beam.Pipeline() as p:
     scores, _ = (p | beam.Create([(d, t) for d, t, _ in docs])
                  | ScoreDocuments(bundle_path))
-    _ = (scores | beam.Map(lambda r: json.dumps([r['id'], r['scores']]))
+    _ = (scores | beam.Map(lambda r: json.dumps(
+        [r['id'], r['scores'], [r['n_tokens'], r['truncated']]]))
          | beam.io.WriteToText(str(out), shard_name_template=''))
-  return dict(json.loads(line) for line in out.read_text().splitlines())
+  found = {}
+  for line in out.read_text().splitlines():
+    doc_id, scores, counts = json.loads(line)
+    found[doc_id] = scores
+    found[doc_id, 'counts'] = counts
+  return found
 
 
 def _docs(prefix, texts, start):
@@ -94,16 +101,19 @@ def _docs(prefix, texts, start):
 def test_documents_after_an_update_are_scored_by_the_new_bundle(
     trained_bundle, second_bundle, texts, tmp_path):
   before = _docs('before', texts[:12], 1)
-  after = _docs('after', texts[:12] + texts[12:18], 70)
+  # The long one is cut to each bundle's own maxlen (300, then 120).
+  after = _docs('after', texts[:12] + texts[12:18] + [''.join(texts[:10])],
+                70)
   first = _batch_scores(trained_bundle.path, before + after,
                         tmp_path / 'first')
   second = _batch_scores(second_bundle.path, before + after,
                          tmp_path / 'second')
   # The bundles differ: another vocabulary, another model.
-  assert any(abs(a - b) > 1e-3 for d in first
+  assert any(abs(a - b) > 1e-3 for d, _, _ in before + after
              for a, b in zip(first[d], second[d]))
-  expected = {**{d: (trained_bundle.path, first[d]) for d, _, _ in before},
-              **{d: (second_bundle.path, second[d]) for d, _, _ in after}}
+  assert first['after-18', 'counts'][1] and second['after-18', 'counts'][1]
+  expected = {**{d: (trained_bundle.path, first) for d, _, _ in before},
+              **{d: (second_bundle.path, second) for d, _, _ in after}}
   stamps = {d: (ts // WINDOW_SECS * WINDOW_SECS, ts)
             for d, _, ts in before + after}
 
@@ -111,12 +121,15 @@ def test_documents_after_an_update_are_scored_by_the_new_bundle(
     ids = [r['id'] for r, _, _ in rows]
     assert sorted(ids) == sorted(expected), 'each document exactly once'
     for record, start, ts in rows:
-      model_id, scores = expected[record['id']]
+      doc_id = record['id']
+      model_id, batch = expected[doc_id]
       assert list(record) == ['id', 'scores', 'n_tokens', 'truncated',
                               'model_id']
-      assert record['model_id'] == model_id, record['id']
-      assert record['scores'] == pytest.approx(scores, abs=1e-6), (
-          record['id'])
+      assert record['model_id'] == model_id, doc_id
+      assert record['scores'] == pytest.approx(batch[doc_id], abs=1e-6), (
+          doc_id)
+      assert [record['n_tokens'], record['truncated']] == batch[
+          doc_id, 'counts'], doc_id
       assert (start, ts) == stamps[record['id']]
 
   events = [('docs', before), ('advance', 30),
@@ -171,7 +184,8 @@ def test_a_refused_bundle_leaves_the_previous_one_scoring(
                         tmp_path / 'first')
 
   def check_scores(rows):
-    assert sorted(r['id'] for r, _, _ in rows) == sorted(first)
+    assert sorted(r['id'] for r, _, _ in rows) == sorted(
+        d for d in first if isinstance(d, str))
     for record, _, _ in rows:
       assert record['model_id'] == trained_bundle.path
       assert record['scores'] == pytest.approx(first[record['id']],
