@@ -38,13 +38,14 @@ import threading
 from typing import Any, Iterator, Optional, Sequence
 
 import apache_beam as beam
-from apache_beam.coders import BooleanCoder, StrUtf8Coder
+from apache_beam.coders import FloatCoder, StrUtf8Coder
 from apache_beam.io.fileio import MatchContinuously
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import window
 from apache_beam.transforms.core import Windowing
-from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
+from apache_beam.transforms.userstate import (BagStateSpec,
+                                             ReadModifyWriteStateSpec)
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
 from model import storage
@@ -341,19 +342,21 @@ class AssignBundles(beam.PTransform):
 
 
 class WatchBundles(beam.PTransform):
-  """The bundle directories matching a pattern, as they appear.
+  """The bundle directories matching a pattern, as new ones appear.
 
   Watches ``<pattern>/manifest.json`` every ``interval`` seconds: a bundle
   writes its manifest last (`model.bundle.write_bundle`), so a directory is
-  emitted once its bundle is complete, and each directory once. Publish a new
-  model version in a new directory; a bundle rewritten in place is not
-  emitted again. Feed the output to ``ScoreDocuments(...,
-  model_updates=...)``, which validates each bundle before it scores.
+  emitted once its bundle is complete. Each directory is emitted once, and
+  only while the bundles come newer: one whose manifest is older than the
+  newest emitted so far (or than the start of the watch, unless
+  ``include_existing``) is passed over, so a late-listed older bundle never
+  replaces a newer one. Publish each model version in a new directory; a
+  bundle rewritten in place is not emitted again. Feed the output to
+  ``ScoreDocuments(..., model_updates=...)``, which validates each bundle
+  before it scores.
 
   The output is unbounded (``fileio.MatchContinuously``): use it in a
-  streaming pipeline. Bundles present when the pipeline starts are emitted
-  too, in no particular order among themselves; pass the one to start with
-  as ``ScoreDocuments``' bundle.
+  streaming pipeline.
 
   Example::
 
@@ -365,11 +368,16 @@ class WatchBundles(beam.PTransform):
     pattern: a glob of bundle directories on any Beam filesystem (``*``,
       ``?``, ``[...]``), without the trailing ``/``.
     interval: seconds between two matches.
+    include_existing: also emit the bundles already there when the watch
+      starts (newest last where one poll lists several); by default only
+      bundles written after it, since the pipeline names the bundle it
+      starts with.
     start_timestamp: when to start watching (now by default).
     stop_timestamp: when to stop (never by default); the output is then
       complete, which lets a test pipeline finish.
   """
   def __init__(self, pattern: str, interval: float = 60.0, *,
+               include_existing: bool = False,
                start_timestamp: Optional[Timestamp] = None,
                stop_timestamp: Timestamp = MAX_TIMESTAMP,
                label: Optional[str] = None):
@@ -384,35 +392,57 @@ class WatchBundles(beam.PTransform):
           f'{interval!r}.')
     self._pattern = pattern.rstrip('/')
     self._interval = interval
+    self._include_existing = include_existing
     self._start = start_timestamp
     self._stop = stop_timestamp
 
   def expand(self, pbegin):
     # MatchContinuously's own default start is the time Beam was imported.
     # Its deduplicating form (a Watch) does not run on the local runners, so
-    # every poll's matches come out and `_FirstSighting` keeps the first.
+    # every poll's matches come out and `_NewBundles` keeps the new ones.
     start = Timestamp.now() if self._start is None else self._start
+    since = None if self._include_existing else float(start)
     return (pbegin
             | 'MatchManifests' >> MatchContinuously(
                 FileSystems.join(self._pattern, MANIFEST),
                 interval=self._interval, has_deduplication=False,
                 start_timestamp=start, stop_timestamp=self._stop)
             | 'BundleDirectories' >> beam.Map(
-                _bundle_directory).with_output_types(tuple[str, None])
-            | 'FirstSighting' >> beam.ParDo(_FirstSighting()))
+                _bundle_directory).with_output_types(
+                    tuple[str, tuple[str, float]])
+            | 'NewBundles' >> beam.ParDo(_NewBundles(since)))
 
 
-class _FirstSighting(beam.DoFn):
-  """``(path, None)`` -> ``path``, the first time each path is seen."""
-  SEEN = ReadModifyWriteStateSpec('seen', BooleanCoder())
+class _NewBundles(beam.DoFn):
+  """``('', (directory, manifest mtime))`` -> ``directory``, once, when it
+  is not older than the newest emitted (and than ``since``).
 
-  def process(self, element: tuple[str, None],
-              seen=beam.DoFn.StateParam(SEEN)) -> Iterator[str]:
-    if not seen.read():
-      seen.write(True)
-      yield element[0]
+  One key: the stream of matches is small, and one state orders it.
+  """
+  SEEN = BagStateSpec('seen', StrUtf8Coder())
+  NEWEST = ReadModifyWriteStateSpec('newest', FloatCoder())
+
+  def __init__(self, since: Optional[float]):
+    self._since = since
+
+  def process(self, element: tuple[str, tuple[str, float]],
+              seen=beam.DoFn.StateParam(SEEN),
+              newest=beam.DoFn.StateParam(NEWEST)) -> Iterator[str]:
+    _, (directory, updated) = element
+    if directory in set(seen.read()):
+      return
+    seen.add(directory)
+    floor = newest.read()
+    if floor is None:
+      floor = self._since
+    if floor is not None and updated < floor:
+      _LOGGER.info('WatchBundles: passing over %s, older than the newest '
+                   'bundle seen.', directory)
+      return
+    newest.write(updated)
+    yield directory
 
 
-def _bundle_directory(metadata: Any) -> tuple[str, None]:
+def _bundle_directory(metadata: Any) -> tuple[str, tuple[str, float]]:
   directory, _ = FileSystems.split(metadata.path)
-  return directory, None
+  return '', (directory, float(metadata.last_updated_in_seconds))

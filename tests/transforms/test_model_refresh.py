@@ -226,7 +226,7 @@ def test_model_updates_must_be_a_pcollection(trained_bundle):
                    validate=False)
 
 
-def test_watch_bundles_emits_each_complete_bundle_once(tmp_path):
+def test_watch_bundles_emits_each_new_complete_bundle_once(tmp_path):
   def make(name, manifest=True):
     directory = tmp_path / name
     directory.mkdir()
@@ -244,10 +244,14 @@ def test_watch_bundles_emits_each_complete_bundle_once(tmp_path):
   timer.start()
   try:
     with beam.Pipeline(options=options) as p:
-      found = p | WatchBundles(
-          str(tmp_path / '*'), interval=0.5,
-          stop_timestamp=Timestamp.of(time.time() + 3))
-      assert_that(found, equal_to([present, later]))
+      stop = Timestamp.of(time.time() + 3)
+      new = p | 'New' >> WatchBundles(str(tmp_path / '*'), interval=0.5,
+                                      stop_timestamp=stop)
+      every = p | 'Every' >> WatchBundles(
+          str(tmp_path / '*'), interval=0.5, include_existing=True,
+          stop_timestamp=stop)
+      assert_that(new, equal_to([later]), label='CheckNew')
+      assert_that(every, equal_to([present, later]), label='CheckEvery')
   finally:
     timer.cancel()
 
