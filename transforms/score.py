@@ -205,12 +205,15 @@ class ScoreDocuments(beam.PTransform):
       ``'signature'``; see `BundleModelHandler`.
     model_updates: optional PCollection of bundle paths (strings) that
       replace ``bundle_path`` as they arrive; None (the default) scores
-      with ``bundle_path`` only, and records have no ``model_id``.
+      with ``bundle_path`` only, and records have no ``model_id``. Each
+      update is checked in full on the worker that receives it, whatever
+      ``validate`` and ``probe_model`` say.
     label: the transform's label.
 
   Raises:
     ValueError: ``scores_as`` is unknown, or an output name would collide
-      with ``id``, ``n_tokens`` or ``truncated`` as a column.
+      with ``id``, ``n_tokens`` or ``truncated`` (or, with
+      ``model_updates``, ``model_id``) as a column.
     TypeError: ``model_updates`` is not a PCollection.
   """
   def __init__(self,
