@@ -330,6 +330,24 @@ def load_bundle(path: str, *, check_model: bool = True,
     return _LOADED[key]
 
 
+def forget_bundle(path: str) -> int:
+  """Drops what this process keeps of the bundle at ``path`` (`load_bundle`
+  keeps each bundle read, its loaded model included, for the process's life).
+
+  A long-running job that replaces its bundle calls it for bundles it no
+  longer scores with, or refused; holders of the `Bundle` keep their object.
+
+  Returns:
+    How many kept versions of the bundle were dropped.
+  """
+  path = path.rstrip('/') or '/'
+  with _LOADED_LOCK:
+    keys = [key for key in _LOADED if key[0] == path]
+    for key in keys:
+      del _LOADED[key]
+  return len(keys)
+
+
 def _validate(path: str, manifest: dict[str, Any], check_model: bool,
               probe_model: bool) -> Bundle:
   bundle = Bundle(path, manifest, Vocabulary([]))

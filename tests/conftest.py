@@ -1,6 +1,7 @@
 """Shared, expensive fixtures: built once per test session.
 
 * ``trained_bundle``: a small bundle trained on ``examples/corpus.jsonl``.
+* ``second_bundle``: another one, trained on half of it (model refresh).
 * ``classic``: a model built the classic way with the real tf-keras
   (``Tokenizer`` on MeCab wakati output, ``pad_sequences``, a fixed-length
   ``Embedding(mask_zero=True) -> LSTM -> Dense``), saved as .keras and .h5,
@@ -41,6 +42,23 @@ def trained_bundle(tmp_path_factory):
   out = str(tmp_path_factory.mktemp('trained') / 'bundle')
   bundle, report = train_bundle(
       str(CORPUS), out, maxlen=300, epochs=6, verbose=0, seed=1)
+  bundle.report = report
+  return bundle
+
+
+@pytest.fixture(scope='session')
+def second_bundle(tmp_path_factory, corpus):
+  """A bundle trained differently from ``trained_bundle``, as cheaply: on
+  every other document (so another vocabulary), with another seed and a
+  shorter maxlen. Same outputs and MeCab arguments: it can replace it."""
+  from model.train import train_bundle
+  root = tmp_path_factory.mktemp('second')
+  half = root / 'half.jsonl'
+  half.write_text(''.join(json.dumps(d, ensure_ascii=False) + '\n'
+                          for d in corpus[::2]), encoding='utf-8')
+  bundle, report = train_bundle(
+      str(half), str(root / 'bundle'), maxlen=120, epochs=6, verbose=0,
+      seed=2)
   bundle.report = report
   return bundle
 

@@ -93,6 +93,7 @@ class CutBatches(beam.DoFn):
     buffer_tokens: how many tokens to hold at most.
     row_length: the padded row length of fixed-length bundles (None: each
       batch's longest).
+    length_fn: maps an element's ``ids`` to its length in tokens.
     clock: seconds, for the wait bound (tests pass their own).
 
   Raises:
@@ -101,6 +102,7 @@ class CutBatches(beam.DoFn):
   def __init__(self, *, batch_tokens: int, max_wait_secs: float,
                buffer_tokens: int = DEFAULT_BUFFER_TOKENS,
                row_length: Optional[int] = None,
+               length_fn: Callable[[Any], int] = len,
                clock: Callable[[], float] = time.monotonic):
     if not max_wait_secs > 0:
       raise ValueError(f'max_wait_secs must be a positive number of seconds; '
@@ -109,6 +111,7 @@ class CutBatches(beam.DoFn):
     self._max_wait_secs = max_wait_secs
     self._buffer_tokens = buffer_tokens
     self._row_length = row_length
+    self._length_fn = length_fn
     self._clock = clock
     self._windows: dict = {}
     self._held = 0
@@ -121,8 +124,9 @@ class CutBatches(beam.DoFn):
               timestamp=beam.DoFn.TimestampParam):
     if not self._held:
       self._oldest = self._clock()
-    self._windows.setdefault(window, []).append((element, timestamp))
-    self._held += max(len(element[1]), 1)
+    n = self._length_fn(element[1])
+    self._windows.setdefault(window, []).append((element, timestamp, n))
+    self._held += max(n, 1)
     if (self._held >= self._buffer_tokens or
         self._clock() - self._oldest >= self._max_wait_secs):
       yield from self._flush()
@@ -133,7 +137,7 @@ class CutBatches(beam.DoFn):
   def _flush(self) -> Iterator[WindowedValue]:
     windows, self._windows, self._held = self._windows, {}, 0
     for window, held in windows.items():
-      lengths = [len(element[1]) for element, _ in held]
+      lengths = [n for _, _, n in held]
       order = sorted(range(len(held)), key=lengths.__getitem__)
       for batch in budget_batches(order, lengths,
                                   batch_tokens=self._batch_tokens,

@@ -40,13 +40,13 @@ import logging
 import os
 import socket
 import threading
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Optional, Sequence
 
 import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from model.bundle import Bundle, load_bundle
+from model.bundle import Bundle, forget_bundle, load_bundle
 from runtime.tensorflow_import import import_tensorflow
 from model.text import budget_batches
 from transforms.metrics import NAMESPACE
@@ -193,19 +193,25 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
     super().__init__(
         min_batch_size=min_batch_tokens or batch_tokens,
         max_batch_size=batch_tokens,
-        element_size_fn=functools.partial(
-            _padded_size,
-            fixed_length=None if bundle.masked else bundle.maxlen),
+        element_size_fn=self._element_size_fn(bundle),
         **kwargs)
     self._models_loaded = Metrics.counter(NAMESPACE, 'models_loaded')
     self._padded = Metrics.counter(NAMESPACE, 'padded_tokens')
 
+  @staticmethod
+  def _element_size_fn(bundle: Bundle) -> Callable[[Any], int]:
+    return functools.partial(
+        _padded_size, fixed_length=None if bundle.masked else bundle.maxlen)
+
   def load_model(self) -> ScoringModel:
+    return self._load(self._bundle_path)
+
+  def _load(self, bundle_path: str) -> ScoringModel:
     set_tf_threads(self._tf_threads)
-    bundle = load_bundle(self._bundle_path, check_model=False)
+    bundle = load_bundle(bundle_path, check_model=False)
     predict = bundle.load_signature(fast=self._scoring_function == 'auto')
     model = ScoringModel(bundle, predict)
-    _LOGGER.info('Loaded bundle %s (scoring with %s)', self._bundle_path,
+    _LOGGER.info('Loaded bundle %s (scoring with %s)', bundle_path,
                  predict.kind)
     return model
 
@@ -215,14 +221,22 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
       model: ScoringModel,
       inference_args: Optional[dict[str, Any]] = None
   ) -> Iterable[PredictionResult]:
+    Metrics.counter(NAMESPACE, WORKER_COUNTER_PREFIX +
+                    worker_identity()).inc(len(batch))
+    return [
+        PredictionResult(example, inference, self._bundle_path)
+        for example, inference in zip(batch, self._score(batch, model))
+    ]
+
+  def _score(self, batch: Sequence[np.ndarray],
+             model: ScoringModel) -> list[np.ndarray]:
+    """The scores of each id sequence of ``batch``, in its order."""
     if model.first_use():
       # Counted here, not in load_model: Beam drops metrics updated during
       # setup(), where RunInference loads the model.
       self._models_loaded.inc()
       Metrics.counter(NAMESPACE,
                       MODELS_LOADED_PREFIX + model.predict.kind).inc()
-    Metrics.counter(NAMESPACE, WORKER_COUNTER_PREFIX +
-                    worker_identity()).inc(len(batch))
     bundle = model.bundle
     lengths = [len(x) for x in batch]
     scores: list[Optional[np.ndarray]] = [None] * len(batch)
@@ -242,13 +256,111 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult,
         out = model.predict(padded)
       for row, i in enumerate(chunk):
         scores[i] = out[row]
-    return [
-        PredictionResult(example, inference, self._bundle_path)
-        for example, inference in zip(batch, scores)
-    ]
+    return scores
 
   def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
     return sum(x.nbytes for x in batch)
 
   def get_metrics_namespace(self) -> str:
     return NAMESPACE
+
+
+class BundleIds(NamedTuple):
+  """An example for `RefreshingBundleModelHandler`: ids and their bundle.
+
+  Attributes:
+    bundle_path: the bundle whose vocabulary gave the ids, and whose model
+      scores them.
+    ids: int32 ids, already truncated to that bundle's maxlen.
+  """
+  bundle_path: str
+  ids: np.ndarray
+
+
+def _bundle_ids_size(element: Any) -> int:
+  """Tokens a (keyed) `BundleIds` adds to a batch, before padding.
+
+  A fixed-length bundle pads its rows to its maxlen; `run_inference` splits
+  each batch by its padded size, so memory stays within the budget even
+  where this estimate is short.
+  """
+  example = element if isinstance(element, BundleIds) else element[1]
+  return max(1, len(example.ids))
+
+
+class ScoringModels:
+  """The loaded bundles of one worker, by path, loaded on first use.
+
+  Keeps the most recently used `MODELS_KEPT` (the running bundle and the
+  few before it, whose documents may still be on their way); thread-safe.
+
+  Args:
+    load: ``load(bundle_path) -> ScoringModel``.
+  """
+  MODELS_KEPT = 3
+
+  def __init__(self, load: Callable[[str], ScoringModel]):
+    self._load = load
+    self._models: dict[str, ScoringModel] = {}
+    self._lock = threading.Lock()
+
+  def get(self, bundle_path: str) -> ScoringModel:
+    with self._lock:
+      model = self._models.pop(bundle_path, None)
+      if model is None:
+        model = self._load(bundle_path)
+      self._models[bundle_path] = model  # Most recently used last.
+      while len(self._models) > self.MODELS_KEPT:
+        oldest = next(iter(self._models))
+        del self._models[oldest]
+        # The process's bundle registry would keep its model alive.
+        forget_bundle(oldest)
+      return model
+
+
+class RefreshingBundleModelHandler(BundleModelHandler):
+  """Scores `BundleIds`, each with the model of its own bundle.
+
+  With model updates on, ``ScoreDocuments`` names each document's bundle
+  before the ids are looked up (`transforms.refresh.AssignBundles`); this
+  handler scores each document with that bundle's model, so the vocabulary
+  that gave the ids and the model that reads them always match. Models are
+  cached by path in each worker (`ScoringModels`): a document of a bundle
+  the worker already holds never reloads it. Each `PredictionResult`'s
+  ``model_id`` is the path of the bundle that scored it.
+
+  Args:
+    bundle_path: the bundle that scores first; it sizes the budget checks.
+    kwargs: as for `BundleModelHandler`.
+  """
+  @staticmethod
+  def _element_size_fn(bundle: Bundle) -> Callable[[Any], int]:
+    del bundle  # Each example's own bundle decides.
+    return _bundle_ids_size
+
+  def load_model(self) -> ScoringModels:
+    models = ScoringModels(self._load)
+    models.get(self._bundle_path)  # Fails early where the first cannot load.
+    return models
+
+  def run_inference(
+      self,
+      batch: Sequence[BundleIds],
+      model: ScoringModels,
+      inference_args: Optional[dict[str, Any]] = None
+  ) -> Iterable[PredictionResult]:
+    Metrics.counter(NAMESPACE, WORKER_COUNTER_PREFIX +
+                    worker_identity()).inc(len(batch))
+    by_bundle: dict[str, list[int]] = {}
+    for i, example in enumerate(batch):
+      by_bundle.setdefault(example.bundle_path, []).append(i)
+    results: list[Optional[PredictionResult]] = [None] * len(batch)
+    for bundle_path, members in by_bundle.items():
+      scores = self._score([batch[i].ids for i in members],
+                           model.get(bundle_path))
+      for i, inference in zip(members, scores):
+        results[i] = PredictionResult(batch[i], inference, bundle_path)
+    return results
+
+  def get_num_bytes(self, batch: Sequence[BundleIds]) -> int:
+    return sum(x.ids.nbytes for x in batch)

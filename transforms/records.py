@@ -40,6 +40,9 @@ COUNT_FIELDS = ('n_tokens', 'truncated')
 SCORE_FIELDS = ('scores',) + COUNT_FIELDS
 """The fields added with ``scores_as='list'``: no input field may be named
 so (with ``'columns'`` the outputs' names take the place of ``scores``)."""
+MODEL_ID_FIELD = 'model_id'
+"""With model updates on, the field after the score fields naming the bundle
+that scored the record (its path)."""
 
 DICT = 'dict'
 ROW = 'row'
@@ -98,22 +101,36 @@ def record_fields(element: Any) -> Optional[tuple[str, Mapping]]:
   return None
 
 
-def score_field_names(output_names: Sequence[str], scores_as: str
-                      ) -> list[str]:
-  """The fields ``ScoreDocuments`` adds to a record, in order."""
-  if scores_as == 'columns':
-    return list(output_names) + list(COUNT_FIELDS)
-  return list(SCORE_FIELDS)
+def score_field_names(output_names: Sequence[str], scores_as: str, *,
+                      model_id: bool = False) -> list[str]:
+  """The fields ``ScoreDocuments`` adds to a record, in order.
+
+  Args:
+    output_names: the bundle's output names.
+    scores_as: ``list`` or ``columns``.
+    model_id: model updates are on: ``model_id`` follows the other fields.
+  """
+  return [name for name, _ in score_field_types(output_names, scores_as,
+                                                model_id=model_id)]
 
 
-def score_field_types(output_names: Sequence[str], scores_as: str
-                      ) -> list[tuple[str, type]]:
-  """The added fields with their Python types (for schemas)."""
+def score_field_types(output_names: Sequence[str], scores_as: str, *,
+                      model_id: bool = False) -> list[tuple[str, type]]:
+  """The added fields with their Python types (for schemas).
+
+  Args:
+    output_names: the bundle's output names.
+    scores_as: ``list`` or ``columns``.
+    model_id: model updates are on: ``(model_id, str)`` comes last.
+  """
   if scores_as == 'columns':
     scores = [(name, float) for name in output_names]
   else:
     scores = [('scores', typing.List[float])]
-  return scores + [('n_tokens', int), ('truncated', bool)]
+  added = scores + [('n_tokens', int), ('truncated', bool)]
+  if model_id:
+    added.append((MODEL_ID_FIELD, str))
+  return added
 
 
 def schema_fields(element_type: Any) -> Optional[list[tuple[str, Any]]]:
@@ -128,7 +145,8 @@ def schema_fields(element_type: Any) -> Optional[list[tuple[str, Any]]]:
 
 def scored_row_type(element_type: Any, output_names: Sequence[str],
                     scores_as: str, *, text_field: str,
-                    id_field: Optional[str]) -> Optional[RowTypeConstraint]:
+                    id_field: Optional[str],
+                    model_id: bool = False) -> Optional[RowTypeConstraint]:
   """The Beam schema of scored rows, from the schema of the input rows.
 
   Args:
@@ -137,6 +155,7 @@ def scored_row_type(element_type: Any, output_names: Sequence[str],
     scores_as: ``list`` or ``columns``.
     text_field: the field holding the text.
     id_field: the field holding the id, or None.
+    model_id: model updates are on: the rows also get ``model_id: str``.
 
   Returns:
     The input's fields followed by the score fields, or None when the input
@@ -155,7 +174,7 @@ def scored_row_type(element_type: Any, output_names: Sequence[str],
       raise ValueError(
           f'{role}={field!r} is not a field of the input rows; their fields '
           f'are {names}. Pass {role}= naming one of them.')
-  added = score_field_types(output_names, scores_as)
+  added = score_field_types(output_names, scores_as, model_id=model_id)
   clash = [name for name, _ in added if name in names]
   if clash:
     raise ValueError(
@@ -254,7 +273,7 @@ def error_record(item: Any, stage: str, reason: str, *, raw: bool,
 
 def scored_record(key: Any, scores: Sequence[float], n_tokens: int,
                   truncated: bool, *, output_names: Sequence[str],
-                  scores_as: str) -> Any:
+                  scores_as: str, model_id: Optional[str] = None) -> Any:
   """A record with its scores: a dict, or a ``beam.Row`` for row input.
 
   Args:
@@ -265,6 +284,9 @@ def scored_record(key: Any, scores: Sequence[float], n_tokens: int,
     output_names: the bundle's output names.
     scores_as: ``list`` (one ``scores`` field) or ``columns`` (a field per
       output).
+    model_id: with model updates on, the path of the bundle that scored the
+      record: added as ``model_id`` after the other fields. None adds
+      nothing.
   """
   values = [float(x) for x in scores]
   if scores_as == 'columns':
@@ -273,6 +295,8 @@ def scored_record(key: Any, scores: Sequence[float], n_tokens: int,
     added = {'scores': values}
   added['n_tokens'] = int(n_tokens)
   added['truncated'] = bool(truncated)
+  if model_id is not None:
+    added[MODEL_ID_FIELD] = str(model_id)
   if not isinstance(key, Carried):
     return {'id': key, **added}
   fields = {**key.record, **added}

@@ -16,6 +16,15 @@ own batching skipped) in place of the sorting and the inference.
 A dict or row record rides through every step in the place of the id (and in
 RunInference's key), so no join is needed to restore its fields.
 
+With ``model_updates`` (a PCollection of bundle paths), the bundle is chosen
+per document before the ids are looked up (`transforms.refresh`)::
+
+  ExtractText -> SegmentText -> AssignBundles -> LookUpTokenIds
+    -> TruncateTokenIds (the document's bundle) -> SortByLength
+    -> SplitMetadata
+    -> RunInference(KeyedModelHandler(RefreshingBundleModelHandler))
+    -> ToScoreRecord (with model_id)
+
 Every step runs with Beam's ``with_exception_handling``; a record that fails
 anywhere leaves through the ``errors`` output as ``{"id", "stage",
 "reason"}``, plus ``record`` (the whole input record) for dicts and rows. A
@@ -34,13 +43,18 @@ from apache_beam.transforms import window
 
 from model.bundle import load_bundle
 from transforms.batching import DEFAULT_BUFFER_TOKENS, CutBatches, SortByLength
-from transforms.handler import (DEFAULT_BATCH_TOKENS, BundleModelHandler,
-                                set_tf_threads)
+from transforms.handler import (DEFAULT_BATCH_TOKENS, BundleIds,
+                                BundleModelHandler,
+                                RefreshingBundleModelHandler, set_tf_threads)
 from transforms.metrics import NAMESPACE
-from transforms.records import (COUNT_FIELDS, SCORES_AS, ExtractText, error_record,
+from transforms.records import (COUNT_FIELDS, MODEL_ID_FIELD, SCORES_AS,
+                                ExtractText, error_record,
                                 score_field_names, score_field_types,
                                 scored_record, scored_row_type)
-from transforms.tokenize import LookUpTokenIds, SegmentText, TruncateTokenIds
+from transforms.refresh import AssignBundles, CarryWindows
+from transforms.tokenize import (LookUpTokenIds, LookUpTokenIdsByBundle,
+                                 SegmentText, TruncateTokenIds,
+                                 TruncateTokenIdsByBundle)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -139,6 +153,17 @@ class ScoreDocuments(beam.PTransform):
   With ``scores_as='columns'`` the scores are one float field per output,
   named as `output_names`, instead of one ``scores`` list.
 
+  With ``model_updates``, a PCollection of bundle paths that arrive over
+  time (`transforms.refresh.WatchBundles` watches a pattern for them), each
+  new bundle is validated (`transforms.refresh.check_bundle_update`) and
+  then scores the documents that reach the scorer after it; each record
+  gets a last field, ``model_id``: the path of the bundle that scored it. A
+  bundle that fails validation, or whose outputs or MeCab arguments differ
+  from the running one's, is refused with a warning naming it and why, and
+  the previous bundle keeps scoring. Every document is scored exactly once,
+  whatever the updates. Meant for streaming pipelines: in a batch pipeline
+  the order between documents and updates is undefined.
+
   ``n_tokens`` counts the document's ids before truncation; ``truncated``
   says whether they were cut to the bundle's maxlen.
 
@@ -189,11 +214,18 @@ class ScoreDocuments(beam.PTransform):
       one step (`transforms.batching.CutBatches`) instead of RunInference's
       batching, which holds them until a batch is full. None (the
       default): batch jobs' full batches.
+    model_updates: optional PCollection of bundle paths (strings) that
+      replace ``bundle_path`` as they arrive; None (the default) scores
+      with ``bundle_path`` only, and records have no ``model_id``. Each
+      update is checked in full on the worker that receives it, whatever
+      ``validate`` and ``probe_model`` say.
     label: the transform's label.
 
   Raises:
     ValueError: ``scores_as`` is unknown, or an output name would collide
-      with ``id``, ``n_tokens`` or ``truncated`` as a column.
+      with ``id``, ``n_tokens`` or ``truncated`` (or, with
+      ``model_updates``, ``model_id``) as a column.
+    TypeError: ``model_updates`` is not a PCollection.
   """
   def __init__(self,
                bundle_path: str,
@@ -209,6 +241,7 @@ class ScoreDocuments(beam.PTransform):
                tf_threads: int = 0,
                scoring_function: str = 'auto',
                max_batch_duration_secs: Optional[float] = None,
+               model_updates: Optional[beam.PCollection] = None,
                label: Optional[str] = None):
     super().__init__(label)
     if max_batch_duration_secs is not None and not (
@@ -218,6 +251,11 @@ class ScoreDocuments(beam.PTransform):
       raise ValueError(
           f'max_batch_duration_secs must be a positive number of seconds or '
           f'None; received {max_batch_duration_secs!r}.')
+    if model_updates is not None and not isinstance(model_updates,
+                                                    beam.PCollection):
+      raise TypeError(
+          f'model_updates must be a PCollection of bundle paths; received '
+          f'{type(model_updates).__name__}.')
     if scores_as not in SCORES_AS:
       raise ValueError(
           f'scores_as must be one of {list(SCORES_AS)}; received '
@@ -240,8 +278,10 @@ class ScoreDocuments(beam.PTransform):
     self._truncating = bundle.truncating
     self._output_names = bundle.output_names
     if scores_as == 'columns':
-      reserved = sorted({'id', *COUNT_FIELDS}
-                        & set(self._output_names))
+      added = {'id', *COUNT_FIELDS}
+      if model_updates is not None:
+        added.add(MODEL_ID_FIELD)
+      reserved = sorted(added & set(self._output_names))
       if reserved:
         raise ValueError(
             f'the bundle has outputs named {reserved}, which cannot be '
@@ -253,7 +293,10 @@ class ScoreDocuments(beam.PTransform):
     self._sort_buffer_tokens = sort_buffer_tokens
     self._max_wait_secs = max_batch_duration_secs
     self._row_length = None if bundle.masked else bundle.maxlen
-    self._handler = BundleModelHandler(
+    self._model_updates = model_updates
+    handler = (BundleModelHandler if model_updates is None
+               else RefreshingBundleModelHandler)
+    self._handler = handler(
         bundle_path, batch_tokens=batch_tokens, inference_fn=inference_fn,
         tf_threads=tf_threads, scoring_function=scoring_function)
 
@@ -268,9 +311,19 @@ class ScoreDocuments(beam.PTransform):
 
     ``[("scores", List[float]), ("n_tokens", int), ("truncated", bool)]``,
     or with ``scores_as='columns'`` one ``(name, float)`` per output in
-    place of ``scores``. Writers can build their schemas from it.
+    place of ``scores``; with ``model_updates``, ``("model_id", str)``
+    last. Writers can build their schemas from it.
     """
-    return score_field_types(self._output_names, self._scores_as)
+    return score_field_types(self._output_names, self._scores_as,
+                             model_id=self._refreshing)
+
+  @property
+  def _refreshing(self) -> bool:
+    return self._model_updates is not None
+
+  @property
+  def _split_metadata(self) -> Callable:
+    return _split_metadata_by_bundle if self._refreshing else _split_metadata
 
   def _score_sorted(self, docs):
     """Batch jobs: length-sorted, then RunInference's batching."""
@@ -281,7 +334,7 @@ class ScoreDocuments(beam.PTransform):
         | 'SortByLength' >> beam.ParDo(
             SortByLength(_keyed_document_length,
                          buffer_tokens=self._sort_buffer_tokens))
-        | 'SplitMetadata' >> beam.Map(_split_metadata)
+        | 'SplitMetadata' >> beam.Map(self._split_metadata)
         | 'RunInference' >> RunInference(KeyedModelHandler(
             self._handler)).with_exception_handling())
     return predictions, dlq.failed_inferences
@@ -290,11 +343,12 @@ class ScoreDocuments(beam.PTransform):
     """Streaming, with a wait bound: batches cut by `CutBatches`."""
     predictions, dlq = (
         docs
-        | 'SplitMetadata' >> beam.Map(_split_metadata)
+        | 'SplitMetadata' >> beam.Map(self._split_metadata)
         | 'CutBatches' >> beam.ParDo(CutBatches(
             batch_tokens=self._batch_tokens, max_wait_secs=self._max_wait_secs,
             buffer_tokens=self._sort_buffer_tokens,
-            row_length=self._row_length))
+            row_length=None if self._refreshing else self._row_length,
+            length_fn=_bundle_ids_length if self._refreshing else len))
         | 'RunInference' >> RunInference(KeyedModelHandler(
             self._handler).with_no_batching()).with_exception_handling())
     return predictions, dlq.failed_inferences
@@ -303,7 +357,9 @@ class ScoreDocuments(beam.PTransform):
     # Rows with a schema: check the fields now, and give the output a schema.
     row_type = scored_row_type(
         docs.element_type, self._output_names, self._scores_as,
-        text_field=self._text_field, id_field=self._id_field)
+        text_field=self._text_field, id_field=self._id_field,
+        model_id=self._refreshing)
+    windowing = docs.windowing
     errors = []
 
     def step(pcoll, label, dofn, stage, **error_args):
@@ -318,16 +374,33 @@ class ScoreDocuments(beam.PTransform):
     extracted = step(
         docs, 'ExtractText',
         ExtractText(text_field=self._text_field, id_field=self._id_field,
-                    added_fields=score_field_names(self._output_names,
-                                                   self._scores_as)),
+                    added_fields=score_field_names(
+                        self._output_names, self._scores_as,
+                        model_id=self._refreshing)),
         'extract', raw=True)
     segmented = step(extracted, 'SegmentText', SegmentText(self._mecab_args),
                      'segment')
-    tokenized = step(segmented, 'LookUpTokenIds',
-                     LookUpTokenIds(self._bundle_path), 'lookup')
-    truncated = step(tokenized, 'TruncateTokenIds',
-                     TruncateTokenIds(self._maxlen, self._truncating),
-                     'truncate')
+    if self._refreshing:
+      # The windows of the documents go back through a window function of
+      # their own (`transforms.refresh.RestoreWindows`); the errors before
+      # that point take the same one, so all errors flatten alike.
+      errors[:] = [errors_so_far | f'{name}Windows' >> CarryWindows(windowing)
+                   for name, errors_so_far in zip(('ExtractText',
+                                                   'SegmentText'), errors)]
+      assigned = segmented | 'AssignBundles' >> AssignBundles(
+          self._model_updates, self._bundle_path,
+          output_names=self._output_names, mecab_args=self._mecab_args,
+          batch_tokens=self._batch_tokens)
+      tokenized = step(assigned, 'LookUpTokenIds', LookUpTokenIdsByBundle(),
+                       'lookup')
+      truncated = step(tokenized, 'TruncateTokenIds',
+                       TruncateTokenIdsByBundle(), 'truncate')
+    else:
+      tokenized = step(segmented, 'LookUpTokenIds',
+                       LookUpTokenIds(self._bundle_path), 'lookup')
+      truncated = step(tokenized, 'TruncateTokenIds',
+                       TruncateTokenIds(self._maxlen, self._truncating),
+                       'truncate')
     if self._max_wait_secs is None:
       predictions, failed = self._score_sorted(truncated)
     else:
@@ -343,12 +416,17 @@ class ScoreDocuments(beam.PTransform):
                 _CheckFiniteScores.NON_FINITE, main='finite'))
     errors.append(non_finite)
     to_record = beam.Map(_to_record, output_names=self.output_names,
-                         scores_as=self._scores_as)
+                         scores_as=self._scores_as,
+                         with_model_id=self._refreshing)
     if row_type is not None:
       to_record = to_record.with_output_types(row_type)
     scores = finite | 'ToScoreRecord' >> to_record
     all_errors = errors | 'FlattenErrors' >> beam.Flatten()
     return ScoreDocumentsResult(scores, all_errors)
+
+
+def _bundle_ids_length(example: BundleIds) -> int:
+  return len(example.ids)
 
 
 def _keyed_document_length(element: tuple[Any, Any]) -> int:
@@ -364,15 +442,26 @@ def _split_metadata(element: tuple[Any, Any],
   return (doc_id, doc.n_tokens, doc.truncated, timestamp), doc.ids
 
 
+def _split_metadata_by_bundle(element: tuple[Any, Any],
+                              timestamp=beam.DoFn.TimestampParam
+                              ) -> tuple[tuple, BundleIds]:
+  # As `_split_metadata`; the example also names the document's bundle.
+  doc_id, doc = element
+  return ((doc_id, doc.n_tokens, doc.truncated, timestamp),
+          BundleIds(doc.bundle_path, doc.ids))
+
+
 def _restamped(record: Any, key: tuple) -> Any:
   """``record`` with the timestamp its document had before batching."""
   return window.TimestampedValue(record, key[3])
 
 
 def _to_record(element: tuple[tuple, Any], *, output_names: list[str],
-               scores_as: str) -> Any:
+               scores_as: str, with_model_id: bool = False) -> Any:
   key, prediction = element
   doc_key, n_tokens, truncated, _ = key
   return _restamped(
       scored_record(doc_key, prediction.inference, n_tokens, truncated,
-                    output_names=output_names, scores_as=scores_as), key)
+                    output_names=output_names, scores_as=scores_as,
+                    model_id=(prediction.model_id if with_model_id
+                              else None)), key)

@@ -9,14 +9,14 @@ dead-letter output with the stage and the reason.
 
 import logging
 import typing
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from model.bundle import load_bundle
-from model.text import Segmenter, truncate
+from model.bundle import Bundle, load_bundle
+from model.text import Segmenter, TokenizerConfig, truncate
 from transforms.metrics import NAMESPACE
 
 _LOGGER = logging.getLogger(__name__)
@@ -30,11 +30,14 @@ class TokenizedDocument(typing.NamedTuple):
     n_tokens: ids the document has before truncation.
     n_unknown: words not in the vocabulary.
     truncated: whether ids were cut to maxlen.
+    bundle_path: with model updates on, the bundle whose vocabulary gave
+      the ids and whose model scores them; None otherwise.
   """
   ids: np.ndarray
   n_tokens: int
   n_unknown: int = 0
   truncated: bool = False
+  bundle_path: Optional[str] = None
 
 
 class SegmentText(beam.DoFn):
@@ -87,13 +90,17 @@ class LookUpTokenIds(beam.DoFn):
   def process(self, element: tuple[Any, str]
               ) -> Iterator[tuple[Any, TokenizedDocument]]:
     doc_id, wakati = element
-    ids, unknown = self._bundle.vocabulary.lookup(self._rules.words(wakati))
+    yield doc_id, self._lookup(self._bundle, self._rules, wakati)
+
+  def _lookup(self, bundle: Bundle, rules: TokenizerConfig,
+              wakati: str) -> TokenizedDocument:
+    ids, unknown = bundle.vocabulary.lookup(rules.words(wakati))
     self._tokens.inc(len(ids))
     self._unknown.inc(unknown)
     self._lengths.update(len(ids))
     if not len(ids):
       self._empty.inc()
-    yield doc_id, TokenizedDocument(ids, len(ids), unknown)
+    return TokenizedDocument(ids, len(ids), unknown)
 
 
 class TruncateTokenIds(beam.DoFn):
@@ -114,10 +121,81 @@ class TruncateTokenIds(beam.DoFn):
   def process(self, element: tuple[Any, TokenizedDocument]
               ) -> Iterator[tuple[Any, TokenizedDocument]]:
     doc_id, doc = element
-    if len(doc.ids) > self._maxlen:
+    yield doc_id, self._truncate(doc, self._maxlen, self._truncating)
+
+  def _truncate(self, doc: TokenizedDocument, maxlen: int,
+                truncating: str) -> TokenizedDocument:
+    if len(doc.ids) > maxlen:
       self._truncated.inc()
-      doc = doc._replace(
-          ids=truncate(doc.ids, self._maxlen, self._truncating),
-          truncated=True)
-    yield doc_id, doc
+      doc = doc._replace(ids=truncate(doc.ids, maxlen, truncating),
+                         truncated=True)
+    return doc
+
+
+# Bundles kept by the by-bundle steps of one DoFn instance: the running one
+# and the few before it whose documents may still be on their way.
+_BUNDLES_KEPT = 4
+
+
+class _Bundles:
+  """Bundles by path, read once each (`load_bundle` without the model).
+
+  A bundle directory is taken as immutable once its manifest is written:
+  a new version of a model goes to a new directory.
+  """
+  def __init__(self):
+    self._by_path: dict[str, Bundle] = {}
+
+  def get(self, path: str) -> Bundle:
+    bundle = self._by_path.pop(path, None)
+    if bundle is None:
+      bundle = load_bundle(path, check_model=False)
+    self._by_path[path] = bundle  # Most recently used last.
+    while len(self._by_path) > _BUNDLES_KEPT:
+      del self._by_path[next(iter(self._by_path))]
+    return bundle
+
+
+class LookUpTokenIdsByBundle(LookUpTokenIds):
+  """Maps ``(id, (bundle_path, wakati))`` with that bundle's vocabulary.
+
+  With model updates on, each document names the bundle that will score it
+  (`transforms.refresh.AssignBundles`); its ids come from that bundle's
+  vocabulary and tokenizer rules, and the `TokenizedDocument` keeps the
+  path (``bundle_path``) for the steps after.
+  """
+  def __init__(self):
+    super().__init__('')
+    self._bundles = None
+
+  def setup(self):
+    self._bundles = _Bundles()
+
+  def process(self, element: tuple[Any, tuple[str, str]]
+              ) -> Iterator[tuple[Any, TokenizedDocument]]:
+    doc_id, (bundle_path, wakati) = element
+    bundle = self._bundles.get(bundle_path)
+    doc = self._lookup(bundle, bundle.tokenizer, wakati)
+    yield doc_id, doc._replace(bundle_path=bundle_path)
+
+
+class TruncateTokenIdsByBundle(TruncateTokenIds):
+  """Cuts ids to the maxlen, on the truncating side, of each document's
+  bundle (its ``bundle_path``, set by `LookUpTokenIdsByBundle`)."""
+  def __init__(self):
+    super().__init__(1, 'pre')
+    self._bundles = None
+
+  def setup(self):
+    self._bundles = _Bundles()
+
+  def process(self, element: tuple[Any, TokenizedDocument]
+              ) -> Iterator[tuple[Any, TokenizedDocument]]:
+    doc_id, doc = element
+    if doc.bundle_path is None:
+      raise ValueError(
+          'expected a document looked up by LookUpTokenIdsByBundle (with a '
+          'bundle_path); received one without.')
+    bundle = self._bundles.get(doc.bundle_path)
+    yield doc_id, self._truncate(doc, bundle.maxlen, bundle.truncating)
 

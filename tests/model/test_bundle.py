@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from model.bundle import BundleError, load_bundle
+from model.bundle import BundleError, forget_bundle, load_bundle
 from model.text import pad_batch
 
 
@@ -87,6 +87,15 @@ def _rewrite_vocabulary(path, text):
 
 def test_valid_copy_loads(copy):
   assert load_bundle(copy).vocabulary.size > 0
+
+
+def test_a_forgotten_bundle_is_read_again(copy):
+  kept = load_bundle(copy, check_model=False)
+  assert load_bundle(copy + '/', check_model=False) is kept
+  assert forget_bundle(copy + '/') == 1
+  assert forget_bundle(copy) == 0
+  again = load_bundle(copy, check_model=False)
+  assert again is not kept and again.vocabulary.size == kept.vocabulary.size
 
 
 @pytest.mark.parametrize('victim,fragment', [
