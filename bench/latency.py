@@ -116,7 +116,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     texts = [json.loads(line)['text'] for line in f]
   print(f'{n_docs} documents (median {stats["median"]:.0f} tokens, p90 '
         f'{stats["p90"]:.0f}) arriving at {args.docs_per_sec:g}/s in one '
-        f'bundle; bundle {bundle}')
+        f'bundle; model: '
+        f'{"the classic model" if args.model is None else "--model"}')
   print('| max_batch_duration_secs | docs | wait p50 | p95 | p99 | max | '
         'wall |')
   print('|---|---|---|---|---|---|---|')
