@@ -10,6 +10,11 @@ that a failed run is cleaned up one way only.
 * ``OUTDIR/_previous/``: an earlier run's outputs while a rerun goes
   (`set_aside_earlier_outputs`).
 * ``OUTDIR/beam-temp-*``: Beam's file sinks write there and rename when done.
+* ``OUTDIR/scores-START-END-SSSSS-of-NNNNN.<ext>`` and
+  ``OUTDIR/_errors-START-END-SSSSS-of-NNNNN.jsonl``: the windows of the
+  watching command (``--watch``, `pipeline.cli.watch`), START and END in UTC
+  (`window_names`). It adds windows to the folder and never sets anything
+  aside.
 
 `finish` is the end of every run: it removes the temporary folders, then
 either drops the earlier outputs (success) or puts them back in place of any
@@ -30,6 +35,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from typing import Callable, Optional, Sequence
 
 from apache_beam.io.filesystems import FileSystems
@@ -222,11 +228,11 @@ def remove_temporary_files(outdir: str) -> int:
   return len({FileSystems.split(p)[0] for p in files})
 
 
-def remove_empty_jsonl(outdir: str) -> None:
-  """Deletes empty JSONL score shards: pyarrow's JSON reader refuses empty
-  files, and an empty shard holds nothing."""
+def remove_empty_jsonl(outdir: str, name: str = SCORES_PREFIX) -> None:
+  """Deletes empty JSONL score shards (``NAME-*-of-*.jsonl``): pyarrow's JSON
+  reader refuses empty files, and an empty shard holds nothing."""
   empty = [m.path for m in FileSystems.match([FileSystems.join(
-      outdir, f'{SCORES_PREFIX}-*-of-*.jsonl')])[0].metadata_list
+      outdir, f'{name}-*-of-*.jsonl')])[0].metadata_list
            if not m.size_in_bytes]
   if empty:
     FileSystems.delete(empty)
@@ -256,3 +262,31 @@ def finish(outdir: str, *, succeeded: bool, output_format: str,
   else:
     restore_earlier_outputs(outdir)
     _LOGGER.debug('Restored the earlier outputs of %s', outdir)
+
+
+def _utc(secs: float) -> str:
+  return time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(secs))
+
+
+def window_names(start: float, end: float) -> tuple[str, str]:
+  """The names of a watched window's score and error shards, before
+  ``-SSSSS-of-NNNNN``: ``scores-START-END`` and ``_errors-START-END``, the
+  window's bounds in UTC to the second (``20261205T200000Z``), so that the
+  names sort by time."""
+  part = f'{_utc(start)}-{_utc(end)}'
+  return f'{SCORES_PREFIX}-{part}', f'{ERRORS_PREFIX}-{part}'
+
+
+def named_shards(outdir: str, names: Sequence[str]) -> list[str]:
+  """The paths of the shards ``NAME-*-of-*`` in ``outdir``, for each name."""
+  return sorted(p for name in names
+                for p in _match(FileSystems.join(outdir, f'{name}-*-of-*')))
+
+
+def remove_named_shards(outdir: str, names: Sequence[str]) -> int:
+  """Deletes the shards ``NAME-*-of-*`` of ``names`` (a window a stop cut
+  short, so that a window is whole or absent); returns how many."""
+  paths = named_shards(outdir, names)
+  if paths:
+    FileSystems.delete(paths)
+  return len(paths)
