@@ -50,12 +50,15 @@ processes. The files seen are held in memory only: a second run into the
 same ``OUTDIR`` scores again the files that are still there.
 """
 
+import csv
+import io
 import logging
 import os
 import time
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (DirectOptions,
                                                   PipelineOptions,
                                                   StandardOptions)
@@ -220,18 +223,28 @@ class Watcher:
     if not files or window is None:
       return
     names = outdir.window_names(*window)
-    written = False
+    output = self._args.output
+    counts = None
     started = time.monotonic()
     try:
-      result = self._run_job(files, names)
-      written = True
+      counts = self._run_job(files, names)
     finally:
-      if not written:
-        # Whole or absent: a stopped or failed job's renamed shards go.
-        outdir.remove_temporary_files(self._args.output)
-        outdir.remove_named_shards(self._args.output, names)
+      if counts is None:  # Stopped or failed: the window is whole or absent.
+        outdir.remove_temporary_files(output)
+        if all(outdir.whole_shard_set(output, n) for n in names):
+          # Every shard was in place when the stop came: it is kept.
+          self._done(window, files, names, self._count_records(names),
+                     started)
+        else:
+          outdir.remove_named_shards(output, names)
+    self._done(window, files, names, counts, started)
+
+  def _done(self, window: Window, files: list[Any], names: tuple[str, str],
+            counts: dict[str, int], started: float) -> None:
+    """Records a window written whole and says so in one line."""
     self.pending = []
-    counts = summary.summarize(result)
+    if self._args.output_format == 'jsonl':
+      outdir.remove_empty_jsonl(self._args.output, names[0])
     done = {'start': window.start, 'end': window.end,
             'files': len(files), 'scored': counts['scored'],
             'errors': counts['errors'],
@@ -243,7 +256,26 @@ class Watcher:
           f'{_plural(done["errors"], "error")} in '
           f'{time.monotonic() - started:.1f} s', flush=True)
 
-  def _run_job(self, files: list[Any], names: tuple[str, str]):
+  def _count_records(self, names: tuple[str, str]) -> dict[str, int]:
+    """The records in a window's shards, where the job's counters were lost
+    to a stop that came after its last rename."""
+    counts = {}
+    for key, name in zip(('scored', 'errors'), names):
+      total = 0
+      for path in outdir.named_shards(self._args.output, [name]):
+        with FileSystems.open(path) as f:
+          text = f.read().decode('utf-8')
+        if key == 'scored' and self._args.output_format == 'csv':
+          total += max(0, len(list(csv.reader(io.StringIO(text)))) - 1)
+        else:
+          total += sum(1 for line in text.splitlines() if line.strip())
+      counts[key] = total
+    return counts
+
+  def _run_job(self, files: list[Any], names: tuple[str, str]
+               ) -> dict[str, int]:
+    """Scores ``files`` into the shards ``names``; returns the job's
+    counters (`pipeline.cli.summary.summarize`)."""
     options = PipelineOptions(self._argv + _JOB_FLAGS)
     pipeline = beam.Pipeline(options=options)
     build(pipeline, self._args, self._scorer, self._plan, files=files,
@@ -252,9 +284,7 @@ class Watcher:
       result = watchdog.run_and_wait(pipeline, in_process=True)
     if result.state is not None and result.state != PipelineState.DONE:
       raise RuntimeError(f'the pipeline ended in state {result.state}.')
-    if self._args.output_format == 'jsonl':
-      outdir.remove_empty_jsonl(self._args.output, names[0])
-    return result
+    return summary.summarize(result)
 
   def follow(self) -> None:
     """Polls and scores until a stop signal (`signals.Interrupted`)."""

@@ -283,6 +283,18 @@ def named_shards(outdir: str, names: Sequence[str]) -> list[str]:
                 for p in _match(FileSystems.join(outdir, f'{name}-*-of-*')))
 
 
+def whole_shard_set(outdir: str, name: str) -> bool:
+  """Whether ``outdir`` holds every shard ``NAME-SSSSS-of-NNNNN`` of one set
+  (a sink renames its shards one by one: a stop may come in between)."""
+  found: dict[int, set[int]] = {}
+  for path in named_shards(outdir, [name]):
+    match = _SHARD.match(FileSystems.split(path)[1])
+    if match and match['prefix'] == name:
+      found.setdefault(int(match['n']), set()).add(int(match['i']))
+  return len(found) == 1 and all(
+      shards == set(range(n)) for n, shards in found.items())
+
+
 def remove_named_shards(outdir: str, names: Sequence[str]) -> int:
   """Deletes the shards ``NAME-*-of-*`` of ``names`` (a window a stop cut
   short, so that a window is whole or absent); returns how many."""
