@@ -54,6 +54,7 @@ import csv
 import io
 import logging
 import os
+import re
 import time
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
@@ -69,7 +70,7 @@ from pipeline.cli.job import build, load_scorer
 from pipeline.cli.preflight import UsageError, check_output
 from pipeline.io import inputs, outdir
 from pipeline.local import scaling, watchdog
-from runtime import console, signals
+from runtime import collector, console, signals
 from runtime.argv import flag_given
 
 _LOGGER = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ WATCH_FORMATS = ('jsonl', 'csv')
 # whichever signal it was: stopping is how a watch ends.
 STOPPED_STATUS = 130
 # The job of one window: in this process, one worker.
+_WILDCARDS = re.compile(r'[*?[]')
 _JOB_FLAGS = ['--direct_running_mode', 'in_memory', '--direct_num_workers',
               '1']
 
@@ -139,7 +141,7 @@ def check_watch(args: Any, options: PipelineOptions,
   Raises:
     UsageError: a remote or job-service runner, worker processes asked
       for, an output format other than JSONL or CSV, or an ``--input`` that
-      names a directory.
+      names a directory, or a folder on this machine that is not there.
   """
   if not scaling.is_local(options):
     runner = options.view_as(StandardOptions).runner
@@ -159,9 +161,15 @@ def check_watch(args: Any, options: PipelineOptions,
     raise UsageError(f'--format {args.output_format}: --watch writes '
                      f'{" or ".join(WATCH_FORMATS)}; give --format jsonl or '
                      f'--format csv.')
-  if outdir.is_local(args.input) and os.path.isdir(args.input):
-    raise UsageError(f'--input {args.input}: is a directory; give a file '
-                     f'pattern such as {os.path.join(args.input, "*.jsonl")}.')
+  if outdir.is_local(args.input):
+    if os.path.isdir(args.input):
+      raise UsageError(f'--input {args.input}: is a directory; give a file '
+                       f'pattern such as '
+                       f'{os.path.join(args.input, "*.jsonl")}.')
+    folder = os.path.dirname(_WILDCARDS.split(args.input, 1)[0]) or '.'
+    if not os.path.isdir(folder):
+      raise UsageError(f'--input {args.input}: there is no folder {folder} '
+                       f'to watch; create it, or fix the pattern.')
 
 
 class Watcher:
@@ -327,6 +335,9 @@ def run(args: Any, options: PipelineOptions,
     # pass ScoreDocuments(..., model_updates=<PCollection of bundle paths>)
     # here; with one job per window, it is the scorer each job is given.
     watcher = Watcher(args, argv, scorer, plan)
+    # Paused by the entry points while they imported (`runtime.collector`);
+    # what is loaded by now stays until the process ends.
+    collector.resume(freeze=True)
     removed = outdir.remove_temporary_files(args.output)
     if removed:
       _LOGGER.debug('Removed %d temporary folders of a killed run', removed)

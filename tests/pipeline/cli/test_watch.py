@@ -89,7 +89,16 @@ def test_an_input_folder_is_a_usage_error(tmp_path):
     watch.check_watch(args, options, argv)
 
 
+def test_a_missing_folder_is_a_usage_error(tmp_path):
+  args, options, argv = _args(tmp_path)
+  with pytest.raises(UsageError, match='^' + re.escape(
+      f'--input {args.input}: there is no folder {tmp_path / "in"} to '
+      f'watch; create it, or fix the pattern.') + '$'):
+    watch.check_watch(args, options, argv)
+
+
 def test_in_process_direct_runner_flags_are_accepted(tmp_path):
+  (tmp_path / 'in').mkdir()
   args, options, argv = _args(tmp_path, '--direct_running_mode', 'in_memory',
                               '--direct_num_workers', '1', '--format', 'csv')
   watch.check_watch(args, options, argv)
@@ -359,3 +368,24 @@ def test_a_stop_while_a_window_is_scored_leaves_it_whole_or_absent(
     assert 'wrote 0 windows' in lines[0] and (
         '1 file of the last window was not scored' in lines[0]), lines
   del stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('extra,first_line', [
+    (['--format', 'parquet'], 'error: --format parquet: --watch writes jsonl '
+     'or csv; give --format jsonl or --format csv.'),
+    (['--watch_interval_secs', '0'], 'python -m pipeline.score: error: '
+     'argument --watch_interval_secs: must be more than 0; received 0'),
+])
+def test_the_command_says_a_usage_error_in_one_line(tmp_path, extra,
+                                                    first_line):
+  (tmp_path / 'in').mkdir()
+  out = run_command('pipeline.score', '--watch', '--input',
+                    str(tmp_path / 'in' / '*.jsonl'), '--model',
+                    str(tmp_path / 'no-bundle'), '--output',
+                    str(tmp_path / 'out'), *extra, timeout=120)
+  assert out.returncode == 2, out.stderr
+  lines = out.stderr.splitlines()
+  assert lines[0] == first_line, out.stderr
+  assert len(lines) == 1 or lines[1].startswith('Run python -m pipeline.score')
+  assert not (tmp_path / 'out').exists()
