@@ -46,8 +46,10 @@ the loop here without new reading code.
 
 The job runs in this process on the DirectRunner (one worker, the model
 loaded once and probed before the first poll): no warm or cold worker
-processes. The files seen are held in memory only: a second run into the
-same ``OUTDIR`` scores again the files that are still there.
+processes. Once a window's shards are in place, its files are added to
+``OUTDIR/_WATCHED.jsonl`` (`pipeline.io.outdir.add_watched_files`): a later
+run into the same ``OUTDIR`` skips them, and scores the files a stop left
+unscored.
 """
 
 import csv
@@ -192,7 +194,9 @@ class Watcher:
     self._plan = plan
     self._clock = clock
     self._sleep = sleep
-    self.seen: set[str] = set()
+    # Files an earlier run into this folder scored (`outdir.watched_files`).
+    self.earlier = {e['path'] for e in outdir.watched_files(args.output)}
+    self.seen: set[str] = set(self.earlier)
     self.pending: list[Any] = []
     self.windows: list[dict] = []
     self._window: Optional[Window] = None
@@ -251,15 +255,20 @@ class Watcher:
             counts: dict[str, int], started: float) -> None:
     """Records a window written whole and says so in one line."""
     self.pending = []
-    if self._args.output_format == 'jsonl':
-      outdir.remove_empty_jsonl(self._args.output, names[0])
+    label = names[0][len(outdir.SCORES_PREFIX) + 1:]
+    # Whole, or not at all: a stop waits for it (`runtime.signals.held`).
+    with signals.held():
+      if self._args.output_format == 'jsonl':
+        outdir.remove_empty_jsonl(self._args.output, names[0])
+      outdir.add_watched_files(self._args.output, [m.path for m in files],
+                               label)
     done = {'start': window.start, 'end': window.end,
             'files': len(files), 'scored': counts['scored'],
             'errors': counts['errors'],
             'shards': [os.path.basename(p) for p in
                        outdir.named_shards(self._args.output, names)]}
     self.windows.append(done)
-    print(f'Window {names[0][len(outdir.SCORES_PREFIX) + 1:]}: '
+    print(f'Window {label}: '
           f'{_plural(len(files), "file")}, {done["scored"]:,} scored, '
           f'{_plural(done["errors"], "error")} in '
           f'{time.monotonic() - started:.1f} s', flush=True)
@@ -341,15 +350,17 @@ def run(args: Any, options: PipelineOptions,
     removed = outdir.remove_temporary_files(args.output)
     if removed:
       _LOGGER.debug('Removed %d temporary folders of a killed run', removed)
+    earlier = (f' ({_plural(len(watcher.earlier), "file")} scored by an '
+               f'earlier run skipped)' if watcher.earlier else '')
     print(f'Watching {args.input} every {args.watch_interval_secs:g} s in '
-          f'windows of {args.window_secs} s into {args.output}; Ctrl-C or '
-          f'SIGTERM stops.', flush=True)
+          f'windows of {args.window_secs} s into {args.output}{earlier}; '
+          f'Ctrl-C or SIGTERM stops.', flush=True)
     watcher.follow()
   except signals.Interrupted as e:
     signals.stop_children()
     outdir.remove_temporary_files(args.output)
     if watcher is None:
       return Stopped(e.name, args.output, [], 0, 0)
-    return Stopped(e.name, args.output, watcher.windows, len(watcher.seen),
-                   len(watcher.pending))
+    return Stopped(e.name, args.output, watcher.windows,
+                   len(watcher.seen - watcher.earlier), len(watcher.pending))
   raise AssertionError('follow() returns only by an exception')

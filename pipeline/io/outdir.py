@@ -14,7 +14,11 @@ that a failed run is cleaned up one way only.
   ``OUTDIR/_errors-START-END-SSSSS-of-NNNNN.jsonl``: the windows of the
   watching command (``--watch``, `pipeline.cli.watch`), START and END in UTC
   (`window_names`). It adds windows to the folder and never sets anything
-  aside.
+  aside. ``OUTDIR/_WATCHED.jsonl`` lists the files of its windows, one
+  ``{"path", "window"}`` a line, rewritten whole (under a temporary name,
+  then renamed) after each window's shards are in place, so that a later
+  run into the same folder does not score them again (`watched_files`,
+  `add_watched_files`).
 
 `finish` is the end of every run: it removes the temporary folders, then
 either drops the earlier outputs (success) or puts them back in place of any
@@ -31,6 +35,7 @@ and ``.dropping`` (the run had succeeded and was deleting it: its own
 output is complete, so ``_previous/`` goes).
 """
 
+import json
 import logging
 import os
 import re
@@ -47,6 +52,7 @@ _LOGGER = logging.getLogger(__name__)
 SCORES_PREFIX = 'scores'
 ERRORS_PREFIX = '_errors'
 SUMMARY_NAME = '_SUMMARY.json'
+WATCHED_NAME = '_WATCHED.jsonl'
 PREVIOUS = '_previous'
 # Marks written into _previous/ while files move into it, before it is
 # dropped, and before it is moved back.
@@ -302,3 +308,26 @@ def remove_named_shards(outdir: str, names: Sequence[str]) -> int:
   if paths:
     FileSystems.delete(paths)
   return len(paths)
+
+
+def watched_files(outdir: str) -> list[dict]:
+  """The entries of ``OUTDIR/_WATCHED.jsonl`` (none if it is not there)."""
+  path = FileSystems.join(outdir, WATCHED_NAME)
+  if not FileSystems.exists(path):
+    return []
+  text = storage.read_bytes(path).decode('utf-8')
+  return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def add_watched_files(outdir: str, paths: Sequence[str], window: str) -> None:
+  """Adds ``paths``, scored in ``window``, to ``OUTDIR/_WATCHED.jsonl``: the
+  whole list is written under a temporary name and renamed over it."""
+  entries = watched_files(outdir) + [{'path': p, 'window': window}
+                                     for p in paths]
+  path = FileSystems.join(outdir, WATCHED_NAME)
+  part = FileSystems.join(outdir, f'.{WATCHED_NAME}.part')
+  storage.write_bytes(part, ''.join(
+      json.dumps(e, ensure_ascii=False) + '\n' for e in entries).encode())
+  if FileSystems.exists(path) and not is_local(path):
+    FileSystems.delete([path])  # Object stores rename onto no name.
+  FileSystems.rename([part], [path])

@@ -169,6 +169,20 @@ def test_each_file_is_taken_once_in_the_window_it_was_first_seen(
   lines = capsys.readouterr().out.splitlines()
   assert lines[0].startswith('Window 19700101T001640Z-19700101T001650Z: '
                              '2 files, 2 scored, 0 errors in ')
+  # The files of written windows are listed; a later run skips them.
+  assert [(os.path.basename(e['path']), e['window'])
+          for e in outdir.watched_files(args.output)] == [
+              ('a.jsonl', '19700101T001640Z-19700101T001650Z'),
+              ('b.jsonl', '19700101T001640Z-19700101T001650Z'),
+              ('c.jsonl', '19700101T001710Z-19700101T001720Z')]
+  assert os.listdir(args.output) == [outdir.WATCHED_NAME]
+  again = _FakeJob(args, lambda: now[0])
+  _put(str(folder), 'd.jsonl')
+  again.step()
+  now[0] = 1050.0
+  again.step()
+  assert again.jobs == [(outdir.window_names(1040.0, 1050.0), ['d.jsonl'])]
+  assert len(again.earlier) == 3
 
 
 def test_the_stop_line_says_what_was_written():
@@ -334,10 +348,14 @@ def test_files_dropped_while_it_runs_are_scored_once(
   # Final names only, each window's scores beside its errors.
   names = sorted(os.listdir(out))
   assert not [n for n in names if n.startswith(('beam-temp', '.'))], names
-  windows = {n.split('-', 1)[1].rsplit('-', 3)[0] for n in names}
+  windows = {n.split('-', 1)[1].rsplit('-', 3)[0] for n in names
+             if n != outdir.WATCHED_NAME}
   for window in windows:
     assert f'_errors-{window}-00000-of-00001.jsonl' in names, names
-  assert all(n.startswith(('scores-', '_errors-')) for n in names), names
+  assert all(n.startswith(('scores-', '_errors-')) for n in names
+             if n != outdir.WATCHED_NAME), names
+  assert sorted(os.path.basename(e['path'])
+                for e in outdir.watched_files(out)) == sorted(drops)
   print(f'seconds from a drop to its scores: {latencies}')
 
 
@@ -361,13 +379,24 @@ def test_a_stop_while_a_window_is_scored_leaves_it_whole_or_absent(
   names = os.listdir(out)
   assert not [n for n in names if n.startswith(('beam-temp', '.'))], names
   ids, _ = _written_ids(out)
-  if names:  # The window finished before the signal: whole.
+  if [n for n in names if n.startswith('scores-')]:  # Finished first: whole.
     assert 'wrote 1 window' in lines[0], (lines, names)
     assert sorted(ids) == sorted(d['id'] for d in docs)
   else:
     assert 'wrote 0 windows' in lines[0] and (
         '1 file of the last window was not scored' in lines[0]), lines
   del stdout
+  # A rerun into the same folder scores what the stop left, and only that.
+  proc = _start(folder, out, trained_bundle.path, '--batch_tokens', '300')
+  _wait_for(proc, lambda: (sorted(_written_ids(out)[0]) == sorted(
+      d['id'] for d in docs) and _errors_beside_scores(out)),
+            'scored the file again')
+  time.sleep(3.5)  # A window and a poll more: nothing is scored twice.
+  stdout, stderr, _ = _stop(proc, signal.SIGINT)
+  assert proc.returncode == 130, stderr
+  assert sorted(_written_ids(out)[0]) == sorted(d['id'] for d in docs)
+  skipped = '(1 file scored by an earlier run skipped)' in stdout
+  assert skipped == ('wrote 1 window' in lines[0]), (stdout, lines)
 
 
 @pytest.mark.slow
