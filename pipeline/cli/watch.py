@@ -24,10 +24,11 @@ How it runs:
   ``beam-temp-*`` folder and rename when done. A window without files
   writes nothing.
 * SIGINT, SIGTERM or SIGHUP (`runtime.signals`) stops it: a window's job
-  that is running is cancelled (`pipeline.local.watchdog`), whatever of that
-  window was already renamed is deleted with the temporary folders, so that
-  every window is whole or absent, and the command says in one line what it
-  wrote and exits with status 130.
+  that is running is cancelled (`pipeline.local.watchdog`) and the
+  temporary folders are deleted. If every shard of that window's two sets
+  was already renamed, the window is kept; otherwise what of it was renamed
+  is deleted: every window is whole or absent. The command says in one line
+  what it wrote and exits with status 130, whichever the signal.
 
 Why not a streaming pipeline with ``fileio.MatchContinuously``: in Beam
 2.77 it is built on splittable DoFns (``Watch``, ``PeriodicImpulse``). The
@@ -35,9 +36,11 @@ local ``DirectRunner`` runs a streaming pipeline that has one on the
 ``FnApiRunner``, which never finishes the first stage, so nothing is ever
 written; the ``BundleBasedDirectRunner`` refuses it ("was not replaced as
 expected") and, with that worked around, fails in ``Watch`` ("restriction
-was neither claimed nor checkpointed"); and a processing-time timer loop
-loses its timer once the bounded impulse's watermark passes the end of the
-global window. Prism, which would run it, needs a download. One bounded
+was neither claimed nor checkpointed"). A stateful DoFn of our own that
+polls on a processing-time timer fired once and never again on the
+``BundleBasedDirectRunner`` (its bounded impulse's watermark passes the end
+of the global window at once). Prism, which could run
+``MatchContinuously``, downloads its binary on first use. One bounded
 in-process job per window runs on every machine and keeps the batch
 command's readers, writers and scores exactly. The job's steps are
 `pipeline.cli.job.build`'s; `ReadMatchedFiles` takes the matched files as
@@ -101,35 +104,44 @@ def window_of(secs: float, length: int) -> Window:
   return Window(start, start + length)
 
 
+class Totals:
+  """What a watch wrote so far: windows, documents scored, errors."""
+  def __init__(self):
+    self.windows = 0
+    self.scored = 0
+    self.errors = 0
+
+  def add(self, counts: dict[str, int]) -> None:
+    """Adds one window's ``{'scored', 'errors'}``."""
+    self.windows += 1
+    self.scored += counts['scored']
+    self.errors += counts['errors']
+
+
 class Stopped:
   """How a watch ended: its one line and its exit status.
 
-  Attributes:
-    line: the line the command prints.
-    exit_status: `STOPPED_STATUS`.
-    windows: the windows written, with their counts.
-    files: the files taken.
+  Args:
+    signal_name: the stop signal's name.
+    output: the output folder.
+    totals: what was written.
+    files: the files this run took.
     pending: the files taken whose window was not written.
   """
-  def __init__(self, signal_name: str, output: str, windows: list[dict],
+  def __init__(self, signal_name: str, output: str, totals: Totals,
                files: int, pending: int):
     self.exit_status = STOPPED_STATUS
-    self.windows = windows
-    self.files = files
-    self.pending = pending
-    scored = sum(w['scored'] for w in windows)
-    errors = sum(w['errors'] for w in windows)
     line = (f'Stopped by {signal_name}: watched {_plural(files, "file")}; '
-            f'wrote {_plural(len(windows), "window")} '
-            f'({_plural(scored, "document")} scored, '
-            f'{_plural(errors, "error")}) under {output}')
+            f'wrote {_plural(totals.windows, "window")} '
+            f'({_plural(totals.scored, "document")} scored, '
+            f'{_plural(totals.errors, "error")}) under {output}')
     if pending:
       line += (f'; {_plural(pending, "file")} of the last window '
                f'{"was" if pending == 1 else "were"} not scored')
     self.line = line + '.'
-    # What `pipeline.cli.score.main` reads of a run's result.
-    self.summary = {'watch': True, 'windows': windows, 'files': files,
-                    'pending': pending}
+    self.summary = {'watch': True, 'windows': totals.windows,
+                    'scored': totals.scored, 'errors': totals.errors,
+                    'files': files, 'pending': pending}
 
 
 def _plural(n: int, word: str) -> str:
@@ -198,7 +210,7 @@ class Watcher:
     self.earlier = {e['path'] for e in outdir.watched_files(args.output)}
     self.seen: set[str] = set(self.earlier)
     self.pending: list[Any] = []
-    self.windows: list[dict] = []
+    self.totals = Totals()
     self._window: Optional[Window] = None
 
   def poll(self) -> list[Any]:
@@ -262,16 +274,10 @@ class Watcher:
         outdir.remove_empty_jsonl(self._args.output, names[0])
       outdir.add_watched_files(self._args.output, [m.path for m in files],
                                label)
-    done = {'start': window.start, 'end': window.end,
-            'files': len(files), 'scored': counts['scored'],
-            'errors': counts['errors'],
-            'shards': [os.path.basename(p) for p in
-                       outdir.named_shards(self._args.output, names)]}
-    self.windows.append(done)
-    print(f'Window {label}: '
-          f'{_plural(len(files), "file")}, {done["scored"]:,} scored, '
-          f'{_plural(done["errors"], "error")} in '
-          f'{time.monotonic() - started:.1f} s', flush=True)
+    self.totals.add(counts)
+    print(f'Window {label}: {_plural(len(files), "file")}, '
+          f'{counts["scored"]:,} scored, {_plural(counts["errors"], "error")} '
+          f'in {time.monotonic() - started:.1f} s', flush=True)
 
   def _count_records(self, names: tuple[str, str]) -> dict[str, int]:
     """The records in a window's shards, where the job's counters were lost
@@ -328,16 +334,16 @@ def run(args: Any, options: PipelineOptions,
     Exception: a window's job failed (its partial shards removed).
   """
   check_watch(args, options, argv)
-  check_output(args.output)
-  job_argv = list(argv) + _JOB_FLAGS
-  try:
-    plan = scaling.plan(PipelineOptions(job_argv), job_argv, size=0,
-                        tf_threads=args.tf_threads,
-                        split_bytes=args.split_bytes, rebalance='never')
-  except ValueError as e:
-    raise UsageError(str(e)) from e
   watcher = None
   try:
+    check_output(args.output)
+    job_argv = list(argv) + _JOB_FLAGS
+    try:
+      plan = scaling.plan(PipelineOptions(job_argv), job_argv, size=0,
+                          tf_threads=args.tf_threads,
+                          split_bytes=args.split_bytes, rebalance='never')
+    except ValueError as e:
+      raise UsageError(str(e)) from e
     # Loaded and probed once, here: every window's job runs in this process.
     scorer = load_scorer(args, tf_threads=plan.tf_threads, probe_model=True)
     # The seam for a later --model_updates PATTERN: a streaming build would
@@ -360,7 +366,7 @@ def run(args: Any, options: PipelineOptions,
     signals.stop_children()
     outdir.remove_temporary_files(args.output)
     if watcher is None:
-      return Stopped(e.name, args.output, [], 0, 0)
-    return Stopped(e.name, args.output, watcher.windows,
+      return Stopped(e.name, args.output, Totals(), 0, 0)
+    return Stopped(e.name, args.output, watcher.totals,
                    len(watcher.seen - watcher.earlier), len(watcher.pending))
   raise AssertionError('follow() returns only by an exception')

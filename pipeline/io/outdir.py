@@ -15,10 +15,9 @@ that a failed run is cleaned up one way only.
   watching command (``--watch``, `pipeline.cli.watch`), START and END in UTC
   (`window_names`). It adds windows to the folder and never sets anything
   aside. ``OUTDIR/_WATCHED.jsonl`` lists the files of its windows, one
-  ``{"path", "window"}`` a line, rewritten whole (under a temporary name,
-  then renamed) after each window's shards are in place, so that a later
-  run into the same folder does not score them again (`watched_files`,
-  `add_watched_files`).
+  ``{"path", "window"}`` a line, added after each window's shards are in
+  place, so that a later run into the same folder does not score them
+  again (`watched_files`, `add_watched_files`).
 
 `finish` is the end of every run: it removes the temporary folders, then
 either drops the earlier outputs (success) or puts them back in place of any
@@ -311,23 +310,42 @@ def remove_named_shards(outdir: str, names: Sequence[str]) -> int:
 
 
 def watched_files(outdir: str) -> list[dict]:
-  """The entries of ``OUTDIR/_WATCHED.jsonl`` (none if it is not there)."""
+  """The entries of ``OUTDIR/_WATCHED.jsonl`` (none if it is not there); a
+  last line cut short by a kill is left out."""
   path = FileSystems.join(outdir, WATCHED_NAME)
   if not FileSystems.exists(path):
     return []
-  text = storage.read_bytes(path).decode('utf-8')
-  return [json.loads(line) for line in text.splitlines() if line.strip()]
+  entries = []
+  for line in storage.read_bytes(path).decode('utf-8').splitlines():
+    try:
+      entries.append(json.loads(line))
+    except ValueError:
+      _LOGGER.debug('Skipped a cut line of %s: %r', path, line)
+  return entries
 
 
 def add_watched_files(outdir: str, paths: Sequence[str], window: str) -> None:
-  """Adds ``paths``, scored in ``window``, to ``OUTDIR/_WATCHED.jsonl``: the
-  whole list is written under a temporary name and renamed over it."""
-  entries = watched_files(outdir) + [{'path': p, 'window': window}
-                                     for p in paths]
+  """Adds ``paths``, scored in ``window``, to ``OUTDIR/_WATCHED.jsonl``:
+  appended on this machine's disk; elsewhere (object stores cannot append)
+  the whole list is written under a temporary name and renamed over it."""
+  lines = ''.join(json.dumps({'path': p, 'window': window},
+                             ensure_ascii=False) + '\n' for p in paths)
   path = FileSystems.join(outdir, WATCHED_NAME)
+  if is_local(path):
+    os.makedirs(outdir, exist_ok=True)
+    with open(path, 'a+b') as f:
+      if f.tell():  # After a line a kill cut short, on a line of its own.
+        f.seek(f.tell() - 1)
+        if f.read(1) != b'\n':
+          lines = '\n' + lines
+      f.write(lines.encode('utf-8'))
+      f.flush()
+      os.fsync(f.fileno())
+    return
+  text = (storage.read_bytes(path).decode('utf-8')
+          if FileSystems.exists(path) else '')
   part = FileSystems.join(outdir, f'.{WATCHED_NAME}.part')
-  storage.write_bytes(part, ''.join(
-      json.dumps(e, ensure_ascii=False) + '\n' for e in entries).encode())
-  if FileSystems.exists(path) and not is_local(path):
-    FileSystems.delete([path])  # Object stores rename onto no name.
+  storage.write_bytes(part, (text + lines).encode('utf-8'))
+  if FileSystems.exists(path):
+    FileSystems.delete([path])
   FileSystems.rename([part], [path])

@@ -183,11 +183,27 @@ def test_each_file_is_taken_once_in_the_window_it_was_first_seen(
   again.step()
   assert again.jobs == [(outdir.window_names(1040.0, 1050.0), ['d.jsonl'])]
   assert len(again.earlier) == 3
+  assert (watcher.totals.windows, watcher.totals.scored) == (2, 3)
+
+
+def test_a_cut_last_line_of_the_list_is_skipped(tmp_path):
+  out = str(tmp_path / 'out')
+  outdir.add_watched_files(out, ['/in/a.jsonl', '/in/b.jsonl'], 'W1')
+  with open(os.path.join(out, outdir.WATCHED_NAME), 'a',
+            encoding='utf-8') as f:
+    f.write('{"path": "/in/c.js')  # Killed while it appended.
+  assert [e['path'] for e in outdir.watched_files(out)] == [
+      '/in/a.jsonl', '/in/b.jsonl']
+  outdir.add_watched_files(out, ['/in/c.jsonl'], 'W2')
+  assert [e['path'] for e in outdir.watched_files(out)] == [
+      '/in/a.jsonl', '/in/b.jsonl', '/in/c.jsonl']
 
 
 def test_the_stop_line_says_what_was_written():
-  stopped = watch.Stopped('SIGTERM', 'out', [
-      {'scored': 5, 'errors': 1}, {'scored': 1, 'errors': 0}], 3, 1)
+  totals = watch.Totals()
+  totals.add({'scored': 5, 'errors': 1})
+  totals.add({'scored': 1, 'errors': 0})
+  stopped = watch.Stopped('SIGTERM', 'out', totals, 3, 1)
   assert stopped.exit_status == 130
   assert stopped.line == (
       'Stopped by SIGTERM: watched 3 files; wrote 2 windows (6 documents '
