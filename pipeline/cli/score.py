@@ -14,7 +14,8 @@ Writes ``OUTDIR/scores-SSSSS-of-NNNNN.<ext>`` (one record per document:
 ``OUTDIR/_errors-SSSSS-of-NNNNN.jsonl`` (``id``, ``stage``, ``reason`` and,
 for unreadable records, ``source``) and ``OUTDIR/_SUMMARY.json``. Every input
 record ends in exactly one of the first two. The DirectRunner is the default
-runner.
+runner. With ``--watch`` the command follows ``--input`` instead, window by
+window, until a stop signal (`pipeline.cli.watch`).
 
 Why this module exists: it is the command's sequence, and only that: parse
 (`pipeline.cli.options`), check (`pipeline.cli.preflight`), plan the workers
