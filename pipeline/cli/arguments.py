@@ -198,6 +198,14 @@ def non_negative_float(text: str) -> float:
   return value
 
 
+def positive_float(text: str) -> float:
+  """argparse type: a number > 0."""
+  value = float(text)
+  if not 0 < value < float('inf'):
+    raise argparse.ArgumentTypeError(f'must be more than 0; received {text}')
+  return value
+
+
 def add_log_level_argument(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
       '--log_level', default=DEFAULT_LOG_LEVEL, choices=LOG_LEVELS,

@@ -6,7 +6,7 @@ ETL): `build` adds every step to a pipeline, `make_scorer` and
 `load_scorer` make its `ScoreDocuments`.
 """
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import apache_beam as beam
 
@@ -14,7 +14,8 @@ from model.bundle import BundleError
 from pipeline import progress
 from pipeline.cli.preflight import UsageError
 from pipeline.io import kept
-from pipeline.io.readers import ReadCorpus
+from pipeline.io.outdir import ERRORS_PREFIX, SCORES_PREFIX
+from pipeline.io.readers import ReadCorpus, ReadMatchedFiles
 from pipeline.io.writers import WriteErrors, WriteScores, score_fields
 from pipeline.local import scaling
 from transforms import ScoreDocuments
@@ -54,7 +55,9 @@ def _keeps(opts: Any) -> bool:
 
 def build(pipeline: beam.Pipeline, opts: Any,
           scorer: Optional[ScoreDocuments] = None,
-          plan: Optional[scaling.Plan] = None) -> None:
+          plan: Optional[scaling.Plan] = None, *,
+          files: Optional[Sequence[Any]] = None,
+          names: tuple[str, str] = (SCORES_PREFIX, ERRORS_PREFIX)) -> None:
   """Adds the read, score and write steps to ``pipeline``.
 
   Args:
@@ -63,6 +66,11 @@ def build(pipeline: beam.Pipeline, opts: Any,
     scorer: the `ScoreDocuments` to use (built from ``opts`` if not given).
     plan: how the job spreads (`pipeline.local.scaling.plan`; made from ``opts``
       and the pipeline's options if not given).
+    files: the ``FileMetadata`` of the files to read, already matched (the
+      watching command, `pipeline.cli.watch`); None: every file ``--input``
+      matches.
+    names: the names of the score and error shards, before
+      ``-SSSSS-of-NNNNN``.
   """
   plan = plan or scaling.plan(
       pipeline.options, [], pattern=opts.input,
@@ -73,11 +81,19 @@ def build(pipeline: beam.Pipeline, opts: Any,
   keep_all = bool(getattr(opts, 'keep_all_fields', False))
   keeps = _keeps(opts)
   scorer = scorer or make_scorer(opts, tf_threads=plan.tf_threads)
-  docs, read_errors = pipeline | 'ReadCorpus' >> ReadCorpus(
-      opts.input, opts.input_format, id_field=opts.id_field,
-      text_field=opts.text_field, split_bytes=plan.split_bytes,
-      rebalance=plan.rebalance, keep_fields=keep_fields,
-      keep_all_fields=keep_all, outdir=opts.output)
+  if files is None:
+    docs, read_errors = pipeline | 'ReadCorpus' >> ReadCorpus(
+        opts.input, opts.input_format, id_field=opts.id_field,
+        text_field=opts.text_field, split_bytes=plan.split_bytes,
+        rebalance=plan.rebalance, keep_fields=keep_fields,
+        keep_all_fields=keep_all, outdir=opts.output)
+  else:
+    docs, read_errors = (
+        pipeline | 'MatchedFiles' >> beam.Create(list(files))
+        | 'ReadMatchedFiles' >> ReadMatchedFiles(
+            opts.input_format, id_field=opts.id_field,
+            text_field=opts.text_field, split_bytes=plan.split_bytes,
+            keep_fields=keep_fields, keep_all_fields=keep_all))
   scores, errors = docs | 'ScoreDocuments' >> scorer
   counted = read_errors | 'CountReadErrors' >> beam.Map(progress.count_read_error)
   all_errors, columns = [errors, counted], None
@@ -94,11 +110,12 @@ def build(pipeline: beam.Pipeline, opts: Any,
            opts.output, opts.output_format, num_shards=opts.num_shards,
            output_names=scorer.output_names,
            scores_as=getattr(opts, 'scores_as', 'list'), kept=keeps,
-           kept_columns=columns))
+           kept_columns=columns, name=names[0]))
   _ = (all_errors | 'AllErrors' >> beam.Flatten()
        | 'TallyErrors' >> beam.Map(progress.tally_error)
        | 'WriteErrors' >> WriteErrors(opts.output,
-                                      num_shards=opts.num_shards))
+                                      num_shards=opts.num_shards,
+                                      name=names[1]))
 
 
 def make_scorer(opts: Any, *, tf_threads: int = 0,

@@ -15,7 +15,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.cli.arguments import (StrictArgumentParser, add_log_level_argument,
                                     check_beam_options, non_negative_float,
-                                    non_negative_int, positive_int, prog_name)
+                                    non_negative_int, positive_float,
+                                    positive_int, prog_name)
 from pipeline.io.formats import INPUT_FORMATS, OUTPUT_FORMATS
 from pipeline.local.watchdog import WatchdogOptions
 from transforms.handler import (DEFAULT_BATCH_TOKENS, SCORING_FUNCTIONS,
@@ -113,6 +114,24 @@ class ScoreOptions(PipelineOptions):
     parser.add_argument('--progress_secs', type=non_negative_float,
                         default=10.0,
                         help='seconds between progress lines; 0: none')
+    parser.add_argument('--watch', action='store_true',
+                        help='follow the folder: match --input again every '
+                        '--watch_interval_secs, score each new file once, '
+                        'and write each --window_secs window\'s scores to '
+                        'OUTDIR/scores-START-END-SSSSS-of-NNNNN.<ext> with '
+                        'its errors beside them in _errors-START-END-...'
+                        '.jsonl, until SIGINT or SIGTERM (exit status 130, '
+                        'with every complete window kept). On this '
+                        'machine\'s DirectRunner only, in this process; '
+                        '--format jsonl or csv only')
+    parser.add_argument('--watch_interval_secs', type=positive_float,
+                        default=10.0,
+                        help='with --watch: seconds between two matches of '
+                        '--input')
+    parser.add_argument('--window_secs', type=positive_int, default=60,
+                        help='with --watch: length of a window in seconds; '
+                        'the files matched in a window are scored when it '
+                        'ends')
     add_log_level_argument(parser)
 
 

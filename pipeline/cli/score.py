@@ -14,7 +14,8 @@ Writes ``OUTDIR/scores-SSSSS-of-NNNNN.<ext>`` (one record per document:
 ``OUTDIR/_errors-SSSSS-of-NNNNN.jsonl`` (``id``, ``stage``, ``reason`` and,
 for unreadable records, ``source``) and ``OUTDIR/_SUMMARY.json``. Every input
 record ends in exactly one of the first two. The DirectRunner is the default
-runner.
+runner. With ``--watch`` the command follows ``--input`` instead, window by
+window, until a stop signal (`pipeline.cli.watch`).
 
 Why this module exists: it is the command's sequence, and only that: parse
 (`pipeline.cli.options`), check (`pipeline.cli.preflight`), plan the workers
@@ -42,7 +43,7 @@ from apache_beam.options.pipeline_options import (PipelineOptions,
 from apache_beam.runners.runner import PipelineState
 
 from pipeline import job_servers, progress
-from pipeline.cli import summary
+from pipeline.cli import summary, watch
 from pipeline.cli.job import build, load_scorer
 from pipeline.cli.options import parse_args
 from pipeline.cli.preflight import (UsageError, check_fields, check_input,
@@ -172,6 +173,9 @@ def _recovery_text(recovered: dict[str, int]) -> str:
 def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
   """Checks, builds and runs the scoring pipeline; writes ``_SUMMARY.json``.
 
+  With ``--watch``, follows the input instead until a stop signal
+  (`pipeline.cli.watch`) and returns its `watch.Stopped`.
+
   Returns:
     The PipelineResult; its ``summary`` attribute holds what was written to
     ``_SUMMARY.json``. With Dataflow's ``--dry_run=True``, nothing is
@@ -189,6 +193,9 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
                             args.keep_all_fields, args.id_field)
   except ValueError as e:
     raise UsageError(str(e)) from e
+  if args.watch:  # Until a stop signal (`pipeline.cli.watch`).
+    return watch.run(args, options,
+                     list(sys.argv[1:] if argv is None else argv))
   started, clock = summary.now(), time.monotonic()
   paths = {'--input': args.input, '--model': args.model,
            '--output': args.output}
@@ -365,6 +372,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       signals.when_stopping(shown.quiet_other_libraries):
     try:
       result = run(argv)
+      if isinstance(result, watch.Stopped):
+        console.say(result.line)
+        return result.exit_status
     except signals.Interrupted as e:
       return interrupted(e, output)
     except SystemExit as e:  # argparse: usage errors and --help

@@ -10,6 +10,14 @@ that a failed run is cleaned up one way only.
 * ``OUTDIR/_previous/``: an earlier run's outputs while a rerun goes
   (`set_aside_earlier_outputs`).
 * ``OUTDIR/beam-temp-*``: Beam's file sinks write there and rename when done.
+* ``OUTDIR/scores-START-END-SSSSS-of-NNNNN.<ext>`` and
+  ``OUTDIR/_errors-START-END-SSSSS-of-NNNNN.jsonl``: the windows of the
+  watching command (``--watch``, `pipeline.cli.watch`), START and END in UTC
+  (`window_names`). It adds windows to the folder and never sets anything
+  aside. ``OUTDIR/_WATCHED.jsonl`` lists the files of its windows, one
+  ``{"path", "window"}`` a line, added after each window's shards are in
+  place, so that a later run into the same folder does not score them
+  again (`watched_files`, `add_watched_files`).
 
 `finish` is the end of every run: it removes the temporary folders, then
 either drops the earlier outputs (success) or puts them back in place of any
@@ -26,10 +34,12 @@ and ``.dropping`` (the run had succeeded and was deleting it: its own
 output is complete, so ``_previous/`` goes).
 """
 
+import json
 import logging
 import os
 import re
 import shutil
+import time
 from typing import Callable, Optional, Sequence
 
 from apache_beam.io.filesystems import FileSystems
@@ -41,6 +51,7 @@ _LOGGER = logging.getLogger(__name__)
 SCORES_PREFIX = 'scores'
 ERRORS_PREFIX = '_errors'
 SUMMARY_NAME = '_SUMMARY.json'
+WATCHED_NAME = '_WATCHED.jsonl'
 PREVIOUS = '_previous'
 # Marks written into _previous/ while files move into it, before it is
 # dropped, and before it is moved back.
@@ -222,11 +233,11 @@ def remove_temporary_files(outdir: str) -> int:
   return len({FileSystems.split(p)[0] for p in files})
 
 
-def remove_empty_jsonl(outdir: str) -> None:
-  """Deletes empty JSONL score shards: pyarrow's JSON reader refuses empty
-  files, and an empty shard holds nothing."""
+def remove_empty_jsonl(outdir: str, name: str = SCORES_PREFIX) -> None:
+  """Deletes empty JSONL score shards (``NAME-*-of-*.jsonl``): pyarrow's JSON
+  reader refuses empty files, and an empty shard holds nothing."""
   empty = [m.path for m in FileSystems.match([FileSystems.join(
-      outdir, f'{SCORES_PREFIX}-*-of-*.jsonl')])[0].metadata_list
+      outdir, f'{name}-*-of-*.jsonl')])[0].metadata_list
            if not m.size_in_bytes]
   if empty:
     FileSystems.delete(empty)
@@ -256,3 +267,85 @@ def finish(outdir: str, *, succeeded: bool, output_format: str,
   else:
     restore_earlier_outputs(outdir)
     _LOGGER.debug('Restored the earlier outputs of %s', outdir)
+
+
+def _utc(secs: float) -> str:
+  return time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(secs))
+
+
+def window_names(start: float, end: float) -> tuple[str, str]:
+  """The names of a watched window's score and error shards, before
+  ``-SSSSS-of-NNNNN``: ``scores-START-END`` and ``_errors-START-END``, the
+  window's bounds in UTC to the second (``20261205T200000Z``), so that the
+  names sort by time."""
+  part = f'{_utc(start)}-{_utc(end)}'
+  return f'{SCORES_PREFIX}-{part}', f'{ERRORS_PREFIX}-{part}'
+
+
+def named_shards(outdir: str, names: Sequence[str]) -> list[str]:
+  """The paths of the shards ``NAME-*-of-*`` in ``outdir``, for each name."""
+  return sorted(p for name in names
+                for p in _match(FileSystems.join(outdir, f'{name}-*-of-*')))
+
+
+def whole_shard_set(outdir: str, name: str) -> bool:
+  """Whether ``outdir`` holds every shard ``NAME-SSSSS-of-NNNNN`` of one set
+  (a sink renames its shards one by one: a stop may come in between)."""
+  found: dict[int, set[int]] = {}
+  for path in named_shards(outdir, [name]):
+    match = _SHARD.match(FileSystems.split(path)[1])
+    if match and match['prefix'] == name:
+      found.setdefault(int(match['n']), set()).add(int(match['i']))
+  return len(found) == 1 and all(
+      shards == set(range(n)) for n, shards in found.items())
+
+
+def remove_named_shards(outdir: str, names: Sequence[str]) -> int:
+  """Deletes the shards ``NAME-*-of-*`` of ``names`` (a window a stop cut
+  short, so that a window is whole or absent); returns how many."""
+  paths = named_shards(outdir, names)
+  if paths:
+    FileSystems.delete(paths)
+  return len(paths)
+
+
+def watched_files(outdir: str) -> list[dict]:
+  """The entries of ``OUTDIR/_WATCHED.jsonl`` (none if it is not there); a
+  last line cut short by a kill is left out."""
+  path = FileSystems.join(outdir, WATCHED_NAME)
+  if not FileSystems.exists(path):
+    return []
+  entries = []
+  for line in storage.read_bytes(path).decode('utf-8').splitlines():
+    try:
+      entries.append(json.loads(line))
+    except ValueError:
+      _LOGGER.debug('Skipped a cut line of %s: %r', path, line)
+  return entries
+
+
+def add_watched_files(outdir: str, paths: Sequence[str], window: str) -> None:
+  """Adds ``paths``, scored in ``window``, to ``OUTDIR/_WATCHED.jsonl``:
+  appended on this machine's disk; elsewhere (object stores cannot append)
+  the whole list is written under a temporary name and renamed over it."""
+  lines = ''.join(json.dumps({'path': p, 'window': window},
+                             ensure_ascii=False) + '\n' for p in paths)
+  path = FileSystems.join(outdir, WATCHED_NAME)
+  if is_local(path):
+    os.makedirs(outdir, exist_ok=True)
+    with open(path, 'a+b') as f:
+      if f.tell():  # After a line a kill cut short, on a line of its own.
+        f.seek(f.tell() - 1)
+        if f.read(1) != b'\n':
+          lines = '\n' + lines
+      f.write(lines.encode('utf-8'))
+      f.flush()
+      os.fsync(f.fileno())
+    return
+  text = (storage.read_bytes(path).decode('utf-8')
+          if FileSystems.exists(path) else '')
+  part = FileSystems.join(outdir, f'.{WATCHED_NAME}.part')
+  storage.write_bytes(part, (text + lines).encode('utf-8'))
+  if FileSystems.exists(path):
+    FileSystems.delete([path])
+  FileSystems.rename([part], [path])

@@ -425,29 +425,72 @@ class ReadCorpus(beam.PTransform):
     self._rebalance = rebalance
 
   def expand(self, pbegin):
-    planned = (
+    matched = (
         pbegin
         | 'MatchFiles' >> fileio.MatchFiles(self._pattern)
         | 'SkipOutputs' >> beam.Filter(
             lambda m, pattern, outdir: inputs.is_input(m.path, pattern, outdir),
-            self._pattern, self._outdir)
-        | 'PlanRanges' >> beam.ParDo(self._planner).with_outputs(
-            PlanRanges.BLOCKS, main='ranges'))
-    numbered = (
-        planned[PlanRanges.BLOCKS]
-        | 'SpreadBlocks' >> beam.Reshuffle()
-        | 'KeyBlocksByFile' >> beam.Map(lambda b: ((b.path, b.fmt), b))
-        | 'CountNewlines' >> beam.MapTuple(
-            lambda key, block: (key, count_newlines(block)[1]))
-        | 'GroupBlocksByFile' >> beam.GroupByKey()
-        | 'NumberRanges' >> beam.FlatMapTuple(
-            lambda key, counted: number_ranges((key[0], counted), key[1])))
-    docs, errors = (
-        (planned.ranges, numbered)
-        | 'AllRanges' >> beam.Flatten()
-        | 'SpreadRanges' >> beam.Reshuffle()
-        | 'ReadRanges' >> beam.ParDo(self._reader).with_outputs(
-            ERRORS_TAG, main='docs'))
-    if self._rebalance:
-      docs = docs | 'Rebalance' >> beam.Reshuffle()
-    return docs, errors
+            self._pattern, self._outdir))
+    return read_matched(matched, self._planner, self._reader,
+                        rebalance=self._rebalance)
+
+
+def read_matched(matched: beam.PCollection, planner: PlanRanges,
+                 reader: ReadRanges, *, rebalance: bool = False
+                 ) -> tuple[beam.PCollection, beam.PCollection]:
+  """The documents and read errors of matched files (``FileMetadata``):
+  `ReadCorpus` after its match, and `ReadMatchedFiles`.
+
+  The steps are added where ``matched`` is, so that a pipeline that reads
+  its own matches (the watching command) reads them as `ReadCorpus` does.
+  """
+  planned = matched | 'PlanRanges' >> beam.ParDo(planner).with_outputs(
+      PlanRanges.BLOCKS, main='ranges')
+  numbered = (
+      planned[PlanRanges.BLOCKS]
+      | 'SpreadBlocks' >> beam.Reshuffle()
+      | 'KeyBlocksByFile' >> beam.Map(lambda b: ((b.path, b.fmt), b))
+      | 'CountNewlines' >> beam.MapTuple(
+          lambda key, block: (key, count_newlines(block)[1]))
+      | 'GroupBlocksByFile' >> beam.GroupByKey()
+      | 'NumberRanges' >> beam.FlatMapTuple(
+          lambda key, counted: number_ranges((key[0], counted), key[1])))
+  docs, errors = (
+      (planned.ranges, numbered)
+      | 'AllRanges' >> beam.Flatten()
+      | 'SpreadRanges' >> beam.Reshuffle()
+      | 'ReadRanges' >> beam.ParDo(reader).with_outputs(
+          ERRORS_TAG, main='docs'))
+  if rebalance:
+    docs = docs | 'Rebalance' >> beam.Reshuffle()
+  return docs, errors
+
+
+class ReadMatchedFiles(beam.PTransform):
+  """Reads files already matched (``FileMetadata``, as ``fileio.MatchFiles``
+  or ``fileio.MatchContinuously`` give them) exactly as `ReadCorpus` reads
+  its matches: the same ranges, records and read errors.
+
+  Returns the documents and the read errors (``docs, errors = ...``).
+
+  Args:
+    input_format: a format of `INPUT_FORMATS`, or ``auto`` (by extension).
+    id_field: the id field (JSONL, CSV, Parquet).
+    text_field: the text field (JSONL, CSV, Parquet).
+    split_bytes: the size of the ranges large files are cut into.
+    keep_fields: fields to carry along with the id and the text.
+    keep_all_fields: carry every field of each record.
+  """
+  def __init__(self, input_format: str = 'auto', *, id_field: str = 'id',
+               text_field: str = 'text',
+               split_bytes: int = DEFAULT_SPLIT_BYTES,
+               keep_fields: Optional[Sequence[str]] = None,
+               keep_all_fields: bool = False):
+    super().__init__()
+    self._planner = PlanRanges(input_format, split_bytes=split_bytes)
+    self._reader = ReadRanges(id_field=id_field, text_field=text_field,
+                              keep_fields=keep_fields,
+                              keep_all_fields=keep_all_fields)
+
+  def expand(self, matched):
+    return read_matched(matched, self._planner, self._reader)

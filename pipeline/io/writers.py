@@ -137,12 +137,16 @@ class WriteScores(beam.PTransform):
     kept_columns: their columns (`pipeline.io.kept.infer_columns`), needed for
       CSV and Parquet (records must have passed `pipeline.io.kept.FitColumns`);
       TFRecord uses them, when given, to give a feature one type.
+    name: the shards' name before ``-SSSSS-of-NNNNN``; ``scores`` unless a
+      command names them otherwise (the watching command's windows,
+      `pipeline.io.outdir.window_name`).
   """
   def __init__(self, outdir: str, output_format: str = 'jsonl', *,
                num_shards: int = 0,
                output_names: Optional[Sequence[str]] = None,
                scores_as: str = 'list', kept: bool = False,
-               kept_columns: Optional[Sequence[Column]] = None):
+               kept_columns: Optional[Sequence[Column]] = None,
+               name: str = SCORES_PREFIX):
     super().__init__()
     if output_format not in OUTPUT_FORMATS:
       raise ValueError(f'output format must be one of {OUTPUT_FORMATS}; '
@@ -154,7 +158,7 @@ class WriteScores(beam.PTransform):
     self._kept_columns = list(kept_columns or []) if kept else []
     self._fields = score_fields(output_names, scores_as)
     self._names = (list(output_names) if scores_as == 'columns' else None)
-    self._prefix = FileSystems.join(outdir, SCORES_PREFIX)
+    self._prefix = FileSystems.join(outdir, name)
     self._format = output_format
     self._num_shards = num_shards
 
@@ -197,10 +201,18 @@ class WriteScores(beam.PTransform):
 
 
 class WriteErrors(beam.PTransform):
-  """Writes error records to ``OUTDIR/_errors-SSSSS-of-NNNNN.jsonl``."""
-  def __init__(self, outdir: str, *, num_shards: int = 0):
+  """Writes error records to ``OUTDIR/_errors-SSSSS-of-NNNNN.jsonl``.
+
+  Args:
+    outdir: the output directory on any Beam filesystem.
+    num_shards: output shards; 0 lets the runner decide.
+    name: the shards' name before ``-SSSSS-of-NNNNN``; ``_errors`` unless a
+      command names them otherwise.
+  """
+  def __init__(self, outdir: str, *, num_shards: int = 0,
+               name: str = ERRORS_PREFIX):
     super().__init__()
-    self._prefix = FileSystems.join(outdir, ERRORS_PREFIX)
+    self._prefix = FileSystems.join(outdir, name)
     self._num_shards = num_shards
 
   def expand(self, errors):

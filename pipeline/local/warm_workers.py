@@ -45,7 +45,7 @@ from pipeline.local.machine import (available_cores, is_local_runner,
 from pipeline.local.processes import WARM_WORKERS_MODULE as MODULE
 from runtime import (collector, console, internals, process_exit,
                      sdk_worker, signals)
-from runtime.argv import flag_value
+from runtime.argv import flag_given, flag_value
 _LOGGER = logging.getLogger(__name__)
 _SOCKET_NAME = 'workers.sock'
 # The longest path a Unix socket can be bound to on Linux (``sun_path`` is
@@ -243,8 +243,8 @@ def start_early(argv: list[str]) -> None:
   """
   global _early  # pylint: disable=global-statement
   if (_early is not None or not supported() or '-h' in argv or
-      '--help' in argv):
-    return
+      '--help' in argv or flag_given(argv, 'watch')):
+    return  # --watch scores in its own process (`pipeline.cli.watch`).
   model, pattern = flag_value(argv, 'model'), flag_value(argv, 'input')
   if (not model or not pattern or
       not is_local_runner(flag_value(argv, 'runner')) or

@@ -155,6 +155,9 @@ def big_input(tmp_path):
     (['--direct_running_mode', 'multi_processing', '--direct_num_workers',
       'two'], 0),
     (['-h', '--direct_running_mode', 'multi_processing'], 0),
+    # --watch scores in its own process (a usage error names these flags).
+    (['--watch', '--direct_running_mode', 'multi_processing',
+      '--direct_num_workers', '2'], 0),
 ])
 def test_early_start_reads_the_command_line(flags, workers, tmp_path,
                                             trained_bundle):
