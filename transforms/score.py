@@ -306,6 +306,11 @@ class ScoreDocuments(beam.PTransform):
     return list(self._output_names)
 
   @property
+  def mecab_args(self) -> str:
+    """The MeCab arguments documents are segmented with (the bundle's)."""
+    return self._mecab_args
+
+  @property
   def score_fields(self) -> list[tuple[str, type]]:
     """The fields added to each record, with their Python types.
 

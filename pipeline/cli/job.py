@@ -19,6 +19,7 @@ from pipeline.io.readers import ReadCorpus, ReadMatchedFiles
 from pipeline.io.writers import WriteErrors, WriteScores, score_fields
 from pipeline.local import scaling
 from transforms import ScoreDocuments
+from transforms.records import MODEL_ID_FIELD
 
 
 def _keep_fields(scores, opts: Any, keep_fields: list[str]):
@@ -57,7 +58,8 @@ def build(pipeline: beam.Pipeline, opts: Any,
           scorer: Optional[ScoreDocuments] = None,
           plan: Optional[scaling.Plan] = None, *,
           files: Optional[Sequence[Any]] = None,
-          names: tuple[str, str] = (SCORES_PREFIX, ERRORS_PREFIX)) -> None:
+          names: tuple[str, str] = (SCORES_PREFIX, ERRORS_PREFIX),
+          model_id: Optional[str] = None) -> None:
   """Adds the read, score and write steps to ``pipeline``.
 
   Args:
@@ -71,6 +73,9 @@ def build(pipeline: beam.Pipeline, opts: Any,
       matches.
     names: the names of the score and error shards, before
       ``-SSSSS-of-NNNNN``.
+    model_id: the bundle path each score record carries as ``model_id``
+      (after ``truncated``), where bundles change between jobs
+      (`pipeline.cli.model_updates`); None: no such field.
   """
   plan = plan or scaling.plan(
       pipeline.options, [], pattern=opts.input,
@@ -95,6 +100,8 @@ def build(pipeline: beam.Pipeline, opts: Any,
             text_field=opts.text_field, split_bytes=plan.split_bytes,
             keep_fields=keep_fields, keep_all_fields=keep_all))
   scores, errors = docs | 'ScoreDocuments' >> scorer
+  if model_id is not None:
+    scores = scores | 'AddModelId' >> beam.Map(with_model_id, model_id)
   counted = read_errors | 'CountReadErrors' >> beam.Map(progress.count_read_error)
   all_errors, columns = [errors, counted], None
   if keeps:
@@ -110,12 +117,23 @@ def build(pipeline: beam.Pipeline, opts: Any,
            opts.output, opts.output_format, num_shards=opts.num_shards,
            output_names=scorer.output_names,
            scores_as=getattr(opts, 'scores_as', 'list'), kept=keeps,
-           kept_columns=columns, name=names[0]))
+           kept_columns=columns, name=names[0],
+           model_id=model_id is not None))
   _ = (all_errors | 'AllErrors' >> beam.Flatten()
        | 'TallyErrors' >> beam.Map(progress.tally_error)
        | 'WriteErrors' >> WriteErrors(opts.output,
                                       num_shards=opts.num_shards,
                                       name=names[1]))
+
+
+def with_model_id(record: dict, model_id: str) -> dict:
+  """``record`` with ``model_id`` right after ``truncated``."""
+  out = {}
+  for key, value in record.items():
+    out[key] = value
+    if key == 'truncated':
+      out[MODEL_ID_FIELD] = model_id
+  return out
 
 
 def make_scorer(opts: Any, *, tf_threads: int = 0,

@@ -132,6 +132,14 @@ class ScoreOptions(PipelineOptions):
                         help='with --watch: length of a window in seconds; '
                         'the files matched in a window are scored when it '
                         'ends')
+    parser.add_argument('--model_updates', default=None, metavar='PATTERN',
+                        help='with --watch: bundle directories to follow '
+                        '(e.g. \'models/*\'); each one whose manifest.json '
+                        'appears after the start is validated and, if it can '
+                        'replace the running bundle, scores the windows that '
+                        'follow; a refused one is logged and the previous '
+                        'one keeps scoring. Score records then end in '
+                        'model_id, the bundle that scored them')
     add_log_level_argument(parser)
 
 

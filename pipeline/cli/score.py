@@ -193,6 +193,10 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline=None):
                             args.keep_all_fields, args.id_field)
   except ValueError as e:
     raise UsageError(str(e)) from e
+  if args.model_updates is not None and not args.watch:
+    raise UsageError(f'--model_updates {args.model_updates}: bundles are '
+                     f'followed by a command that keeps running; add '
+                     f'--watch, or leave --model_updates out.')
   if args.watch:  # Until a stop signal (`pipeline.cli.watch`).
     return watch.run(args, options,
                      list(sys.argv[1:] if argv is None else argv))

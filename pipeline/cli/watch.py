@@ -55,6 +55,7 @@ run into the same ``OUTDIR`` skips them, and scores the files a stop left
 unscored.
 """
 
+import argparse
 import csv
 import io
 import logging
@@ -72,6 +73,7 @@ from apache_beam.runners.runner import PipelineState
 
 from pipeline.cli import summary
 from pipeline.cli.job import build, load_scorer
+from pipeline.cli.model_updates import BundleUpdates
 from pipeline.cli.preflight import UsageError, check_output
 from pipeline.io import inputs, outdir
 from pipeline.local import scaling, watchdog
@@ -194,16 +196,21 @@ class Watcher:
     argv: the command line (Beam's options among it).
     scorer: the `ScoreDocuments` every window's job uses.
     plan: the jobs' plan (in process, one worker).
+    updates: with ``--model_updates``, the bundle that scores each window
+      (`pipeline.cli.model_updates`) in place of ``scorer``; its records then
+      carry ``model_id``.
     clock: the wall clock (epoch seconds).
     sleep: waits so many seconds.
   """
   def __init__(self, args: Any, argv: Sequence[str], scorer, plan, *,
+               updates: Optional[BundleUpdates] = None,
                clock: Callable[[], float] = time.time,
                sleep: Callable[[float], None] = time.sleep):
     self._args = args
     self._argv = list(argv)
     self._scorer = scorer
     self._plan = plan
+    self._updates = updates
     self._clock = clock
     self._sleep = sleep
     # Files an earlier run into this folder scored (`outdir.watched_files`).
@@ -230,6 +237,8 @@ class Watcher:
 
   def step(self) -> None:
     """One poll: a window that has ended is scored first."""
+    if self._updates is not None:
+      self._updates.poll()
     now = self._clock()
     window = window_of(now, self._args.window_secs)
     if self._window is not None and window != self._window:
@@ -301,8 +310,11 @@ class Watcher:
     counters (`pipeline.cli.summary.summarize`)."""
     options = PipelineOptions(self._argv + _JOB_FLAGS)
     pipeline = beam.Pipeline(options=options)
-    build(pipeline, self._args, self._scorer, self._plan, files=files,
-          names=names)
+    updates = self._updates
+    build(pipeline, self._args,
+          self._scorer if updates is None else updates.scorer, self._plan,
+          files=files, names=names,
+          model_id=None if updates is None else updates.path)
     with console.others_silenced():
       result = watchdog.run_and_wait(pipeline, in_process=True)
     if result.state is not None and result.state != PipelineState.DONE:
@@ -346,10 +358,17 @@ def run(args: Any, options: PipelineOptions,
       raise UsageError(str(e)) from e
     # Loaded and probed once, here: every window's job runs in this process.
     scorer = load_scorer(args, tf_threads=plan.tf_threads, probe_model=True)
-    # The seam for a later --model_updates PATTERN: a streaming build would
-    # pass ScoreDocuments(..., model_updates=<PCollection of bundle paths>)
-    # here; with one job per window, it is the scorer each job is given.
-    watcher = Watcher(args, argv, scorer, plan)
+    updates = None
+    if args.model_updates is not None:
+      # One job per window: a new bundle is the scorer the next jobs get.
+      updates = BundleUpdates(
+          args.model_updates, args.model, scorer,
+          lambda path: load_scorer(argparse.Namespace(**{**vars(args),
+                                                        'model': path}),
+                                   tf_threads=plan.tf_threads,
+                                   probe_model=True),
+          batch_tokens=args.batch_tokens)
+    watcher = Watcher(args, argv, scorer, plan, updates=updates)
     # Paused by the entry points while they imported (`runtime.collector`);
     # what is loaded by now stays until the process ends.
     collector.resume(freeze=True)

@@ -26,7 +26,8 @@ from pipeline.io.kept import (Column, csv_cells, csv_suffix, json_record,
                               parquet_fields, tf_features, tf_kinds)
 from pipeline.io.outdir import ERRORS_PREFIX, SCORES_PREFIX
 from runtime.tensorflow_import import import_tensorflow
-from transforms.records import COUNT_FIELDS, SCORES_AS, score_field_names
+from transforms.records import (COUNT_FIELDS, MODEL_ID_FIELD, SCORES_AS,
+                                score_field_names)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -73,11 +74,13 @@ def _csv_text(values: Sequence) -> str:
   return out.getvalue()
 
 
-def _csv_line(record: dict, names: Optional[Sequence[str]] = None) -> str:
+def _csv_line(record: dict, names: Optional[Sequence[str]] = None,
+              model_id: bool = False) -> str:
   scores = (list(record['scores']) if names is not None
             else [json.dumps(record['scores'])])
   return _csv_text([record['id'], *scores, record['n_tokens'],
-                    str(record['truncated']).lower()])
+                    str(record['truncated']).lower(),
+                    *([record[MODEL_ID_FIELD]] if model_id else [])])
 
 
 def _tf_example(record: dict, names: Optional[Sequence[str]] = None,
@@ -140,14 +143,23 @@ class WriteScores(beam.PTransform):
     name: the shards' name before ``-SSSSS-of-NNNNN``; ``scores`` unless a
       command names them otherwise (the watching command's windows,
       `pipeline.io.outdir.window_name`).
+    model_id: the records carry ``model_id`` after ``truncated`` (JSONL and
+      CSV only).
+
+  Raises:
+    ValueError: an unknown format, kept fields without their columns, or
+      ``model_id`` for Parquet or TFRecord.
   """
   def __init__(self, outdir: str, output_format: str = 'jsonl', *,
                num_shards: int = 0,
                output_names: Optional[Sequence[str]] = None,
                scores_as: str = 'list', kept: bool = False,
                kept_columns: Optional[Sequence[Column]] = None,
-               name: str = SCORES_PREFIX):
+               name: str = SCORES_PREFIX, model_id: bool = False):
     super().__init__()
+    if model_id and output_format not in ('jsonl', 'csv'):
+      raise ValueError(f'model_id is written to jsonl or csv; received '
+                       f'{output_format!r}.')
     if output_format not in OUTPUT_FORMATS:
       raise ValueError(f'output format must be one of {OUTPUT_FORMATS}; '
                        f'received {output_format!r}.')
@@ -156,7 +168,9 @@ class WriteScores(beam.PTransform):
                        f'columns (kept_columns).')
     self._kept = kept
     self._kept_columns = list(kept_columns or []) if kept else []
-    self._fields = score_fields(output_names, scores_as)
+    self._fields = score_fields(output_names, scores_as) + (
+        [MODEL_ID_FIELD] if model_id else [])
+    self._model_id = model_id
     self._names = (list(output_names) if scores_as == 'columns' else None)
     self._prefix = FileSystems.join(outdir, name)
     self._format = output_format
@@ -173,11 +187,12 @@ class WriteScores(beam.PTransform):
                   prefix, file_name_suffix='.jsonl', num_shards=shards))
     if fmt == 'csv':
       header = _csv_text(self._fields)
-      to_csv = lambda r: _csv_line(r, names)
+      with_id = self._model_id
+      to_csv = lambda r: _csv_line(r, names, with_id)
       if columns:
         kept_names = [c.name for c in columns]
         header += csv_suffix(kept_names)
-        to_csv = lambda r: (_csv_line(r, names) +
+        to_csv = lambda r: (_csv_line(r, names, with_id) +
                             csv_suffix(csv_cells(r, kept_names)))
       return (records | 'ToCsv' >> beam.Map(to_csv)
               | 'WriteCsv' >> beam.io.WriteToText(

@@ -12,6 +12,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -434,3 +435,157 @@ def test_the_command_says_a_usage_error_in_one_line(tmp_path, extra,
   assert lines[0] == first_line, out.stderr
   assert len(lines) == 1 or lines[1].startswith('Run python -m pipeline.score')
   assert not (tmp_path / 'out').exists()
+
+
+# --- --model_updates ----------------------------------------------------------
+
+def test_model_updates_without_watch_is_a_usage_error(tmp_path):
+  from pipeline.cli import score  # pylint: disable=import-outside-toplevel
+  with pytest.raises(UsageError, match=r'^--model_updates models/\*: bundles '
+                     r'are followed by a command that keeps running; add '
+                     r'--watch'):
+    score.run(['--input', str(tmp_path / '*.jsonl'), '--model', 'bundle',
+               '--output', str(tmp_path / 'out'), '--model_updates',
+               'models/*'])
+
+
+class _Scorer:
+  """What `BundleUpdates` asks of a scorer: the bundle's outputs and MeCab
+  arguments."""
+  def __init__(self, path):
+    from model.bundle import load_bundle  # pylint: disable=import-outside-toplevel
+    bundle = load_bundle(path, check_model=False)
+    self.path = path
+    self.output_names = bundle.output_names
+    self.mecab_args = bundle.mecab_args
+
+
+def _publish(bundle_path, models, name, *, mtime=None, corrupt=False):
+  """A copy of a bundle under ``models/name``, as a publisher writes it."""
+  target = models / name
+  shutil.copytree(bundle_path, target)
+  if corrupt:
+    with open(target / 'vocabulary.txt', 'a', encoding='utf-8') as f:
+      f.write('余計な単語\n')
+  if mtime is not None:
+    os.utime(target / 'manifest.json', (mtime, mtime))
+  return str(target)
+
+
+@pytest.mark.slow
+def test_bundle_updates_take_new_sound_bundles_and_refuse_others(
+    tmp_path, trained_bundle, caplog, capsys):
+  from pipeline.cli.model_updates import BundleUpdates  # pylint: disable=import-outside-toplevel
+  models = tmp_path / 'models'
+  models.mkdir()
+  old = _publish(trained_bundle.path, models, 'v0')
+  updates = BundleUpdates(str(models / '*'), trained_bundle.path,
+                          _Scorer(trained_bundle.path), _Scorer,
+                          batch_tokens=1 << 21)
+  assert not updates.poll()  # v0 was there at the start: passed over.
+  broken = _publish(trained_bundle.path, models, 'v1', corrupt=True)
+  with caplog.at_level('WARNING', logger='pipeline.cli.model_updates'):
+    assert not updates.poll()
+  assert updates.path == trained_bundle.path and updates.refused == 1
+  assert [r.getMessage() for r in caplog.records if
+          r.levelname == 'WARNING'][0].startswith(f'Refused bundle {broken}: ')
+  # Two at once: the newer manifest is taken, even with an old time kept
+  # by the copy; the other is passed over.
+  good = _publish(trained_bundle.path, models, 'v2', mtime=3000.0)
+  _publish(trained_bundle.path, models, 'v3', mtime=2000.0)
+  assert updates.poll()
+  assert capsys.readouterr().out == (
+      f'Bundle {good} scores the windows from now on (was '
+      f'{trained_bundle.path}).\n')
+  assert (updates.path, updates.scorer.path) == (good, good)
+  assert updates.accepted == 1
+  # Each directory is looked at once: v1 stays refused, v2 is not taken
+  # again.
+  assert not updates.poll()
+  assert (updates.refused, updates.accepted) == (1, 1)
+  assert updates.path != old
+
+
+@pytest.mark.slow
+def test_a_bundle_published_while_it_runs_scores_the_windows_after_it(
+    tmp_path, drops, batch_scores, trained_bundle, second_bundle):
+  folder, out = str(tmp_path / 'in'), str(tmp_path / 'out')
+  models = tmp_path / 'models'
+  os.makedirs(folder)
+  models.mkdir()
+  proc = _start(folder, out, trained_bundle.path, '--model_updates',
+                str(models / '*'))
+  _put(folder, 'a.jsonl', drops['a.jsonl'][0])
+  first = [i for i in drops['a.jsonl'][1] if i is not None]
+  _wait_for(proc, lambda: (set(first) <= set(_written_ids(out)[0]) and
+                           _errors_beside_scores(out)), 'scored a.jsonl')
+  new = _publish(second_bundle.path, models, 'v2')
+  time.sleep(3)  # A poll takes it up before the next file.
+  _put(folder, 'c.jsonl', drops['c.jsonl'][0])
+  after = [i for i in drops['c.jsonl'][1] if i is not None]
+  _wait_for(proc, lambda: (set(after) <= set(_written_ids(out)[0]) and
+                           _errors_beside_scores(out)), 'scored c.jsonl')
+  stdout, stderr, _ = _stop(proc, signal.SIGINT)
+  assert proc.returncode == 130, stderr
+  # The second bundle's scores, from a batch run with it.
+  (tmp_path / 'c').mkdir()
+  (tmp_path / 'c' / 'c.jsonl').write_text(drops['c.jsonl'][0],
+                                         encoding='utf-8')
+  batch = run_command('pipeline.score', '--input', str(tmp_path / 'c' / '*'),
+                      '--model', second_bundle.path, '--output',
+                      str(tmp_path / 'c-out'), cwd=ROOT)
+  assert batch.returncode == 0, batch.stderr
+  second_scores = {}
+  for path in glob.glob(str(tmp_path / 'c-out' / 'scores-*.jsonl')):
+    with open(path, encoding='utf-8') as f:
+      second_scores.update((r['id'], r['scores'])
+                           for r in map(json.loads, f))
+  records = []
+  for path in glob.glob(os.path.join(out, 'scores-*-of-*.jsonl')):
+    with open(path, encoding='utf-8') as f:
+      records += [json.loads(line) for line in f]
+  assert sorted(r['id'] for r in records) == sorted(first + after)
+  for record in records:
+    assert list(record) == ['id', 'scores', 'n_tokens', 'truncated',
+                            'model_id']
+    model_id, want = ((trained_bundle.path, batch_scores)
+                      if record['id'] in first else (new, second_scores))
+    assert record['model_id'] == model_id, record['id']
+    assert record['scores'] == pytest.approx(want[record['id']], abs=1e-6)
+  assert any(abs(a - b) > 1e-3 for i in after for a, b in
+             zip(batch_scores[i], second_scores[i])), 'the bundles differ'
+  assert 'Traceback' not in stdout + stderr
+  assert f'Bundle {new} scores the windows from now on (was ' \
+      f'{trained_bundle.path}).' in stdout.splitlines()
+
+
+@pytest.mark.parametrize('fmt', ['jsonl', 'csv'])
+def test_model_id_follows_truncated_in_the_written_records(tmp_path, fmt):
+  """The watching command's records with ``model_id``, as each format
+  writes them."""
+  import apache_beam as beam  # pylint: disable=import-outside-toplevel
+  from pipeline.cli.job import with_model_id  # pylint: disable=import-outside-toplevel
+  from pipeline.io.writers import WriteScores  # pylint: disable=import-outside-toplevel
+  record = {'id': 'a', 'scores': [0.5, 1.0], 'n_tokens': 3,
+            'truncated': False, 'title': '題'}
+  assert list(with_model_id(record, 'models/v2')) == [
+      'id', 'scores', 'n_tokens', 'truncated', 'model_id', 'title']
+  with beam.Pipeline() as p:
+    _ = (p | beam.Create([with_model_id({k: v for k, v in record.items()
+                                         if k != 'title'}, 'models/v2')])
+         | WriteScores(str(tmp_path), fmt, num_shards=1, model_id=True))
+  text = (tmp_path / f'scores-00000-of-00001.{fmt}').read_text('utf-8')
+  if fmt == 'jsonl':
+    assert json.loads(text) == {'id': 'a', 'scores': [0.5, 1.0],
+                                'n_tokens': 3, 'truncated': False,
+                                'model_id': 'models/v2'}
+  else:
+    assert text.splitlines() == ['id,scores,n_tokens,truncated,model_id',
+                                 'a,"[0.5, 1.0]",3,false,models/v2']
+
+
+def test_model_id_is_refused_where_the_format_cannot_take_it(tmp_path):
+  from pipeline.io.writers import WriteScores  # pylint: disable=import-outside-toplevel
+  with pytest.raises(ValueError, match="model_id is written to jsonl or csv; "
+                     "received 'parquet'"):
+    WriteScores(str(tmp_path), 'parquet', model_id=True)
