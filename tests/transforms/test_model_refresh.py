@@ -231,6 +231,7 @@ def test_model_updates_must_be_a_pcollection(trained_bundle):
                    validate=False)
 
 
+@pytest.mark.slow
 def test_watch_bundles_emits_each_new_complete_bundle_once(tmp_path):
   def make(name, manifest=True):
     directory = tmp_path / name

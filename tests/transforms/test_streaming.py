@@ -73,7 +73,8 @@ def texts(corpus):
 WAIT_BOUNDS = [None, 0.5]
 
 
-@pytest.mark.parametrize('wait', WAIT_BOUNDS)
+@pytest.mark.parametrize('wait', [
+    None, pytest.param(0.5, marks=pytest.mark.slow)])
 def test_every_record_keeps_its_window_and_timestamp(trained_bundle, texts,
                                                      wait):
   """On time, late (after the watermark passed its window), after an empty
