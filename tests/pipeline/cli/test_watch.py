@@ -240,16 +240,15 @@ def drops(corpus):
   return files
 
 
-@pytest.fixture(scope='module')
-def batch_scores(tmp_path_factory, drops, trained_bundle):
-  """``{id: scores}`` of a batch run over the same files."""
-  folder = tmp_path_factory.mktemp('batch')
-  for name, (text, _) in drops.items():
-    (folder / 'in').mkdir(exist_ok=True)
+def _batch_run(folder, texts, bundle_path):
+  """``{id: scores}`` of the batch command over ``texts`` (``{name:
+  text}``) with a bundle, run in ``folder``."""
+  (folder / 'in').mkdir()
+  for name, text in texts.items():
     (folder / 'in' / name).write_text(text, encoding='utf-8')
   out = run_command('pipeline.score', '--input', str(folder / 'in' / '*.jsonl'),
-                    '--model', trained_bundle.path, '--output',
-                    str(folder / 'out'), cwd=ROOT)
+                    '--model', bundle_path, '--output', str(folder / 'out'),
+                    cwd=ROOT)
   assert out.returncode == 0, out.stderr
   found = {}
   for path in glob.glob(str(folder / 'out' / 'scores-*.jsonl')):
@@ -258,6 +257,14 @@ def batch_scores(tmp_path_factory, drops, trained_bundle):
         record = json.loads(line)
         found[record['id']] = record['scores']
   return found
+
+
+@pytest.fixture(scope='module')
+def batch_scores(tmp_path_factory, drops, trained_bundle):
+  """``{id: scores}`` of a batch run over the same files."""
+  return _batch_run(tmp_path_factory.mktemp('batch'),
+                    {name: text for name, (text, _) in drops.items()},
+                    trained_bundle.path)
 
 
 def _start(folder, out, bundle, *extra):
@@ -528,18 +535,10 @@ def test_a_bundle_published_while_it_runs_scores_the_windows_after_it(
   stdout, stderr, _ = _stop(proc, signal.SIGINT)
   assert proc.returncode == 130, stderr
   # The second bundle's scores, from a batch run with it.
-  (tmp_path / 'c').mkdir()
-  (tmp_path / 'c' / 'c.jsonl').write_text(drops['c.jsonl'][0],
-                                         encoding='utf-8')
-  batch = run_command('pipeline.score', '--input', str(tmp_path / 'c' / '*'),
-                      '--model', second_bundle.path, '--output',
-                      str(tmp_path / 'c-out'), cwd=ROOT)
-  assert batch.returncode == 0, batch.stderr
-  second_scores = {}
-  for path in glob.glob(str(tmp_path / 'c-out' / 'scores-*.jsonl')):
-    with open(path, encoding='utf-8') as f:
-      second_scores.update((r['id'], r['scores'])
-                           for r in map(json.loads, f))
+  (tmp_path / 'batch').mkdir()
+  second_scores = _batch_run(tmp_path / 'batch',
+                             {'c.jsonl': drops['c.jsonl'][0]},
+                             second_bundle.path)
   records = []
   for path in glob.glob(os.path.join(out, 'scores-*-of-*.jsonl')):
     with open(path, encoding='utf-8') as f:
