@@ -29,6 +29,9 @@ neither happens.
 
 Run ``python -m pipeline.job_servers flink spark`` to fetch both jars ahead of
 time (CI does, so that the jars are cached between runs).
+
+`ensure_assembled` fetches other Java services assembled the same way into
+the same cache (Beam's Kafka expansion service, `pipeline.kafka`).
 """
 
 # First: the console drops Beam's import notices (``python -m
@@ -121,12 +124,15 @@ class JobServerJar:
     main_class: the job server's main class (assembled jars only).
     libraries: ``group:artifact:version`` resolved with their dependencies
       (assembled jars only).
+    exclusions: ``group:artifact`` (``*`` allowed, as Maven takes it) left
+      out of every library's dependencies (assembled jars only).
   """
   runner: str
   name: str
   artifact: Optional[str] = None
   main_class: str = ''
   libraries: tuple[str, ...] = ()
+  exclusions: tuple[str, ...] = ()
 
 
 def candidates(runner: str,
@@ -202,13 +208,18 @@ def _mvn(args: Sequence[str], *, cwd: str) -> tuple[bool, str]:
   return done.returncode == 0, why.replace(' -> [Help 1]', '')
 
 
-def _pom(libraries: Sequence[str]) -> str:
+def _pom(libraries: Sequence[str], exclusions: Sequence[str] = ()) -> str:
+  excluded = ''.join(
+      f'<exclusion><groupId>{group}</groupId>'
+      f'<artifactId>{artifact}</artifactId></exclusion>'
+      for group, artifact in (e.split(':') for e in exclusions))
+  excluded = f'<exclusions>{excluded}</exclusions>' if excluded else ''
   deps = []
   for coordinates in libraries:
     group, artifact, version = coordinates.split(':')
     deps.append(f'<dependency><groupId>{group}</groupId>'
                 f'<artifactId>{artifact}</artifactId>'
-                f'<version>{version}</version></dependency>')
+                f'<version>{version}</version>{excluded}</dependency>')
   return ('<project xmlns="http://maven.apache.org/POM/4.0.0">'
           '<modelVersion>4.0.0</modelVersion>'
           '<groupId>ja-doc-scorer</groupId><artifactId>job-server</artifactId>'
@@ -245,7 +256,7 @@ def _fetch(jar: JobServerJar, directory: str) -> tuple[Optional[str], str]:
       os.replace(os.path.join(tmp, found[0]), target)
       return target, ''
     with open(os.path.join(tmp, 'pom.xml'), 'w', encoding='utf-8') as f:
-      f.write(_pom(jar.libraries))
+      f.write(_pom(jar.libraries, jar.exclusions))
     ok, why = _mvn([f'{MAVEN_DEPENDENCY_PLUGIN}:copy-dependencies',
                     '-DincludeScope=runtime',
                     f'-DoutputDirectory={os.path.join(tmp, "lib")}'], cwd=tmp)
@@ -324,6 +335,42 @@ def ensure_job_server(runner: str, *, cache: Optional[str] = None,
       f'Maven could not fetch a {runner.capitalize()} job server '
       f'({"; ".join(failures)}): pass {_jar_flag(runner)} PATH (a Beam '
       f'{runner.capitalize()} job-server jar).')
+
+
+def ensure_assembled(jar: JobServerJar, *,
+                     cache: Optional[str] = None) -> str:
+  """Returns the launcher of an assembled ``jar``, fetching it if needed.
+
+  Args:
+    jar: an assembled jar (``libraries`` and ``main_class``), such as
+      `pipeline.kafka.EXPANSION_SERVICE`.
+    cache: the jar cache directory (default: `cache_dir`).
+
+  Returns:
+    The launcher jar's path: ``java -jar PATH`` runs ``jar.main_class``
+    with the libraries beside it, in the folder of the same name.
+
+  Raises:
+    JobServerError: Maven is missing or could not fetch the libraries.
+  """
+  directory = cache_dir(cache)
+  path = os.path.join(directory, jar.name + '.jar')
+  if os.path.exists(path):
+    return path
+  if not shutil.which('mvn'):
+    raise JobServerError(
+        f'{jar.name} is not in {directory} and Maven (mvn) is not on PATH '
+        f'to fetch it: install Maven.')
+  with _locked(directory):
+    if os.path.exists(path):  # fetched by another process meanwhile
+      return path
+    _console.say(f'Fetching {jar.name} with Maven into {directory} (first '
+                 f'run only): {", ".join(jar.libraries)}')
+    path, why = _fetch(jar, directory)
+  if not path:
+    raise JobServerError(f'Maven could not fetch {jar.name}: {why}')
+  _LOGGER.info('%s: %s', jar.name, path)
+  return path
 
 
 # Jars of an assembled Flink job server that a TaskManager has already
