@@ -71,7 +71,7 @@ class KafkaScoringOptions(PipelineOptions):
                         help='topic the errors go to')
     parser.add_argument('--kafka_consumer_group', default='ja-doc-scorer',
                         help='consumer group.id of the read')
-    parser.add_argument('--window_secs', type=float, default=10.0,
+    parser.add_argument('--scoring_window_secs', type=float, default=10.0,
                         help='fixed windows of this many seconds')
 
 
@@ -115,7 +115,7 @@ def build(pipeline: beam.Pipeline, opts: KafkaScoringOptions,
           topics=[opts.kafka_input_topic],
           expansion_service=opts.kafka_expansion_service)
       | 'WindowRecords' >> beam.WindowInto(
-          window.FixedWindows(opts.window_secs)))
+          window.FixedWindows(opts.scoring_window_secs)))
   parsed = records | 'ParseDocuments' >> beam.ParDo(
       ParseDocument()).with_outputs(PARSE_ERRORS, main='documents')
   scores, errors = parsed.documents | 'ScoreDocuments' >> scorer

@@ -50,3 +50,21 @@ def test_every_package_is_installed_and_staged():
   assert folders == found
   setup = (ROOT / 'setup.py').read_text(encoding='utf-8')
   assert 'find_packages(' in setup
+
+
+def test_every_pipeline_options_class_parses_beside_the_others():
+  """Beam parses every ``PipelineOptions`` subclass a process has imported
+  together, so two that name the same flag break every pipeline there (the
+  Kafka example's ``--window_secs`` once did ``pipeline.score``'s)."""
+  import importlib  # pylint: disable=import-outside-toplevel
+  from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
+  defining = sorted(
+      str(path.relative_to(ROOT))[:-3].replace(os.sep, '.')
+      for path in [*_modules(), *(ROOT / 'examples').glob('*.py')]
+      if '(PipelineOptions)' in path.read_text(encoding='utf-8'))
+  assert 'examples.kafka_scoring' in defining and len(defining) >= 3
+  for module in defining:
+    importlib.import_module(module)
+  # Raises argparse.ArgumentError ("conflicting option string") otherwise.
+  options = PipelineOptions(['--window_secs', '5']).get_all_options()
+  assert options['window_secs'] == 5

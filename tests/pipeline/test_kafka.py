@@ -64,7 +64,7 @@ def test_kafka_scoring_on_flink_streaming(kafka_flink, trained_bundle,
       '--kafka_bootstrap_servers', kafka_flink.bootstrap_servers,
       '--kafka_expansion_service', kafka_flink.expansion_service,
       '--kafka_consumer_group', 'test-kafka-scoring',
-      '--window_secs', '5',
+      '--scoring_window_secs', '5',
       '--runner', 'PortableRunner', '--job_endpoint', kafka_flink.job_endpoint,
       '--environment_type', 'LOOPBACK', '--parallelism', '1'])
   try:
