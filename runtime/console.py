@@ -260,10 +260,9 @@ class _StderrFilter:
     # Whole or not at all: a stop signal waits (`runtime.signals`).
     with signals.held():
       try:
-        process = subprocess.Popen(
-            signals.ignoring_at_start(
-                [sys.executable, '-I', '-S', '-c', _FILTER_PROGRAM, pattern,
-                 record, inside]),
+        process = signals.start_ignoring(
+            [sys.executable, '-I', '-S', '-c', _FILTER_PROGRAM, pattern,
+             record, inside],
             stdin=subprocess.PIPE, stdout=saved, close_fds=True)
       except OSError:
         os.close(saved)

@@ -128,6 +128,9 @@ def main() -> NoReturn:
   worker pool starts its workers.
   """
   signal.signal(signal.SIGINT, signal.SIG_DFL)
+  # A warm worker also inherits SIGINT blocked (`runtime.signals.
+  # start_ignoring`).
+  signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
   log_in_default_format()
   exit_with_launcher()
   process_exit.run_command(harness)

@@ -31,6 +31,7 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -211,6 +212,23 @@ def ignoring_at_start(argv: Sequence[str],
   could ignore the signal itself."""
   return ['/bin/sh', '-c', f'trap "" {" ".join(ignored)}; exec "$0" "$@"',
           *argv]
+
+
+def start_ignoring(argv: Sequence[str],
+                   ignored: Sequence[str] = ('INT', 'TERM', 'HUP'),
+                   **popen_args) -> subprocess.Popen:
+  """Starts `ignoring_at_start` ``argv`` with the ``ignored`` signals also
+  blocked in this thread while it forks: the child inherits the block
+  through ``exec``, so a signal sent to the process group in the instant
+  before its shell's ``trap`` runs cannot end it. They stay blocked in it
+  (it ignores them anyway); here the block is lifted as soon as the child
+  is started, and a signal that came meanwhile is delivered then."""
+  numbers = {getattr(signal, f'SIG{name}') for name in ignored}
+  previous = signal.pthread_sigmask(signal.SIG_BLOCK, numbers)
+  try:
+    return subprocess.Popen(ignoring_at_start(argv, ignored), **popen_args)
+  finally:
+    signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def spare(pid: int) -> None:

@@ -158,8 +158,8 @@ class _AssignBundle(beam.DoFn):
                      'follow (replacing %s).', path, running)
       else:
         self._refused.inc()
-        _LOGGER.warning('Model update refused: bundle %s: %s; %s keeps '
-                        'scoring.', path, reason, running)
+        _LOGGER.warning('Model update refused: bundle %s: %s %s keeps '
+                        'scoring.', path, reason.rstrip('.') + '.', running)
       return reason is None
 
 

@@ -215,12 +215,11 @@ def start(workers: int, *, model: str, tf_threads: int = 0,
     listener.bind(path)
     listener.listen(max(8, workers))
     fd = listener.fileno()
-    process = subprocess.Popen(
-        signals.ignoring_at_start(
-            [sys.executable, '-m', MODULE, 'serve', '--socket_fd', str(fd),
-             '--workers', str(workers), '--model', model,
-             '--tf_threads', str(tf_threads),
-             '--scoring_function', scoring_function], ignored=('INT',)),
+    process = signals.start_ignoring(
+        [sys.executable, '-m', MODULE, 'serve', '--socket_fd', str(fd),
+         '--workers', str(workers), '--model', model,
+         '--tf_threads', str(tf_threads),
+         '--scoring_function', scoring_function], ignored=('INT',),
         stdin=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(fd,))
   finally:
     # Only the warm processes hold the socket now: once each has taken its

@@ -6,6 +6,7 @@ signal raises once, a held block finishes first, later signals are ignored.
 import gc
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -168,3 +169,18 @@ def test_the_run_temp_dir_holds_temp_files_and_goes(monkeypatch, tmp_path):
     assert made.startswith(root + os.sep)
   assert not os.path.exists(root)
   assert os.environ['TMPDIR'] == str(tmp_path)
+
+
+def test_a_child_started_ignoring_survives_a_signal_at_once_and_the_mask_comes_back():
+  """`signals.start_ignoring`: the child ignores the signal from before its
+  first instruction (blocked through the fork), and this thread's signal
+  mask is as it was."""
+  before = signal.pthread_sigmask(signal.SIG_BLOCK, set())
+  child = signals.start_ignoring(
+      [sys.executable, '-c', 'import sys, time; time.sleep(1.5); '
+       'print("alive"); sys.stdout.flush()'], ignored=('INT',),
+      stdout=subprocess.PIPE, text=True)
+  child.send_signal(signal.SIGINT)  # At once, before any trap.
+  out, _ = child.communicate(timeout=30)
+  assert (child.returncode, out.strip()) == (0, 'alive')
+  assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == before
