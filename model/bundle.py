@@ -24,7 +24,7 @@ import posixpath
 import shutil
 import tempfile
 import threading
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
@@ -328,6 +328,40 @@ def load_bundle(path: str, *, check_model: bool = True,
     if check_model or key not in _LOADED:
       _LOADED[key] = bundle
     return _LOADED[key]
+
+
+class RecentByPath:
+  """What a worker keeps per bundle path, loaded on first use.
+
+  Keeps the ``keep`` most recently used (with model updates: the running
+  bundle and the few before it, whose documents may still be on their
+  way); thread-safe.
+
+  Args:
+    load: ``load(bundle_path)``, the value to keep for a path.
+    keep: how many paths to keep.
+    forget: called with a path as it is dropped.
+  """
+  def __init__(self, load: Callable[[str], Any], keep: int, *,
+               forget: Optional[Callable[[str], Any]] = None):
+    self._load = load
+    self._keep = keep
+    self._forget = forget
+    self._values: dict[str, Any] = {}
+    self._lock = threading.Lock()
+
+  def get(self, path: str) -> Any:
+    with self._lock:
+      value = self._values.pop(path, None)
+      if value is None:
+        value = self._load(path)
+      self._values[path] = value  # Most recently used last.
+      while len(self._values) > self._keep:
+        oldest = next(iter(self._values))
+        del self._values[oldest]
+        if self._forget is not None:
+          self._forget(oldest)
+      return value
 
 
 def forget_bundle(path: str) -> int:

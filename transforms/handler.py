@@ -46,7 +46,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from model.bundle import Bundle, forget_bundle, load_bundle
+from model.bundle import Bundle, RecentByPath, forget_bundle, load_bundle
 from runtime.tensorflow_import import import_tensorflow
 from model.text import budget_batches
 from transforms.metrics import NAMESPACE
@@ -288,11 +288,9 @@ def _bundle_ids_size(element: Any) -> int:
   return max(1, len(example.ids))
 
 
-class ScoringModels:
-  """The loaded bundles of one worker, by path, loaded on first use.
-
-  Keeps the most recently used `MODELS_KEPT` (the running bundle and the
-  few before it, whose documents may still be on their way); thread-safe.
+class ScoringModels(RecentByPath):
+  """The loaded bundles of one worker, by path, loaded on first use: the
+  most recently used `MODELS_KEPT` (`model.bundle.RecentByPath`).
 
   Args:
     load: ``load(bundle_path) -> ScoringModel``.
@@ -300,22 +298,9 @@ class ScoringModels:
   MODELS_KEPT = 3
 
   def __init__(self, load: Callable[[str], ScoringModel]):
-    self._load = load
-    self._models: dict[str, ScoringModel] = {}
-    self._lock = threading.Lock()
-
-  def get(self, bundle_path: str) -> ScoringModel:
-    with self._lock:
-      model = self._models.pop(bundle_path, None)
-      if model is None:
-        model = self._load(bundle_path)
-      self._models[bundle_path] = model  # Most recently used last.
-      while len(self._models) > self.MODELS_KEPT:
-        oldest = next(iter(self._models))
-        del self._models[oldest]
-        # The process's bundle registry would keep its model alive.
-        forget_bundle(oldest)
-      return model
+    # A dropped bundle is forgotten: the process's bundle registry would
+    # keep its model alive.
+    super().__init__(load, self.MODELS_KEPT, forget=forget_bundle)
 
 
 class RefreshingBundleModelHandler(BundleModelHandler):

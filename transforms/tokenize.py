@@ -15,7 +15,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from model.bundle import Bundle, load_bundle
+from model.bundle import Bundle, RecentByPath, load_bundle
 from model.text import Segmenter, TokenizerConfig, truncate
 from transforms.metrics import NAMESPACE
 
@@ -137,23 +137,14 @@ class TruncateTokenIds(beam.DoFn):
 _BUNDLES_KEPT = 4
 
 
-class _Bundles:
+def _bundles() -> RecentByPath:
   """Bundles by path, read once each (`load_bundle` without the model).
 
   A bundle directory is taken as immutable once its manifest is written:
   a new version of a model goes to a new directory.
   """
-  def __init__(self):
-    self._by_path: dict[str, Bundle] = {}
-
-  def get(self, path: str) -> Bundle:
-    bundle = self._by_path.pop(path, None)
-    if bundle is None:
-      bundle = load_bundle(path, check_model=False)
-    self._by_path[path] = bundle  # Most recently used last.
-    while len(self._by_path) > _BUNDLES_KEPT:
-      del self._by_path[next(iter(self._by_path))]
-    return bundle
+  return RecentByPath(lambda path: load_bundle(path, check_model=False),
+                      _BUNDLES_KEPT)
 
 
 class LookUpTokenIdsByBundle(LookUpTokenIds):
@@ -169,7 +160,7 @@ class LookUpTokenIdsByBundle(LookUpTokenIds):
     self._bundles = None
 
   def setup(self):
-    self._bundles = _Bundles()
+    self._bundles = _bundles()
 
   def process(self, element: tuple[Any, tuple[str, str]]
               ) -> Iterator[tuple[Any, TokenizedDocument]]:
@@ -187,7 +178,7 @@ class TruncateTokenIdsByBundle(TruncateTokenIds):
     self._bundles = None
 
   def setup(self):
-    self._bundles = _Bundles()
+    self._bundles = _bundles()
 
   def process(self, element: tuple[Any, TokenizedDocument]
               ) -> Iterator[tuple[Any, TokenizedDocument]]:
