@@ -5,13 +5,13 @@
 with its scores, plus a dead-letter output.
 """
 
-from transforms.handler import BundleModelHandler
+from transforms.handler import BundleModelHandler, CoreShare
 from transforms.records import RecordError
 from transforms.refresh import WatchBundles
 from transforms.score import ScoreDocuments, ScoreDocumentsResult
 from transforms.tokenize import LookUpTokenIds, SegmentText, TruncateTokenIds
 
 __all__ = [
-    'BundleModelHandler', 'LookUpTokenIds', 'RecordError', 'ScoreDocuments',
+    'BundleModelHandler', 'CoreShare', 'LookUpTokenIds', 'RecordError', 'ScoreDocuments',
     'ScoreDocumentsResult', 'SegmentText', 'TruncateTokenIds', 'WatchBundles'
 ]

@@ -45,7 +45,8 @@ from model.bundle import load_bundle
 from transforms.batching import DEFAULT_BUFFER_TOKENS, CutBatches, SortByLength
 from transforms.handler import (DEFAULT_BATCH_TOKENS, BundleIds,
                                 BundleModelHandler,
-                                RefreshingBundleModelHandler, set_tf_threads)
+                                RefreshingBundleModelHandler, TFThreads,
+                                set_tf_threads)
 from transforms.metrics import NAMESPACE
 from transforms.records import (COUNT_FIELDS, MODEL_ID_FIELD, SCORES_AS,
                                 ExtractText, error_record,
@@ -203,7 +204,8 @@ class ScoreDocuments(beam.PTransform):
       pipeline is only built here and scored in other processes (worker
       processes, a cluster): each worker probes the model as it loads it,
       and the checksums are still verified here.
-    tf_threads: TensorFlow threads per worker process (0: TF's default); see
+    tf_threads: TensorFlow threads per worker process (0: TF's default), or
+      a `transforms.handler.CoreShare` of each worker machine's cores; see
       `BundleModelHandler`.
     scoring_function: ``'auto'`` (the faster `model.lstm_scorer` where it
       applies and agrees with the SavedModel's signature) or
@@ -238,7 +240,7 @@ class ScoreDocuments(beam.PTransform):
                inference_fn: Optional[Callable] = None,
                validate: bool = True,
                probe_model: bool = True,
-               tf_threads: int = 0,
+               tf_threads: TFThreads = 0,
                scoring_function: str = 'auto',
                max_batch_duration_secs: Optional[float] = None,
                model_updates: Optional[beam.PCollection] = None,

@@ -19,6 +19,7 @@ from pipeline.io.readers import ReadCorpus, ReadMatchedFiles
 from pipeline.io.writers import WriteErrors, WriteScores, score_fields
 from pipeline.local import scaling
 from transforms import ScoreDocuments
+from transforms.handler import TFThreads
 from transforms.records import MODEL_ID_FIELD
 
 
@@ -136,13 +137,14 @@ def with_model_id(record: dict, model_id: str) -> dict:
   return out
 
 
-def make_scorer(opts: Any, *, tf_threads: int = 0,
+def make_scorer(opts: Any, *, tf_threads: TFThreads = 0,
                 probe_model: bool = True) -> ScoreDocuments:
   """The `ScoreDocuments` for the options: pairs, or dicts with kept fields.
 
   Args:
     opts: the parsed command line.
-    tf_threads: TensorFlow threads per worker process (0: TF's default).
+    tf_threads: TensorFlow threads per worker process (0: TF's default), or
+      a `transforms.handler.CoreShare` (the plan's, on Flink and Spark).
     probe_model: load and probe the model in this process (see
       `ScoreDocuments`); off when the workers are other processes.
 
@@ -159,7 +161,7 @@ def make_scorer(opts: Any, *, tf_threads: int = 0,
                         **record_fields)
 
 
-def load_scorer(opts: Any, *, tf_threads: int = 0,
+def load_scorer(opts: Any, *, tf_threads: TFThreads = 0,
                 probe_model: bool = True) -> ScoreDocuments:
   """Loads and checks the bundle; checks ``--scores_as`` against it.
 

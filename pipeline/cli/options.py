@@ -85,7 +85,9 @@ class ScoreOptions(PipelineOptions):
                         "always the SavedModel's signature")
     parser.add_argument('--tf_threads', type=int, default=-1,
                         help='TensorFlow threads per worker process; -1: the '
-                        "worker's share of the cores (1 on Dataflow); 0: "
+                        "worker's share of the cores (1 on Dataflow; on Flink "
+                        "and Spark each worker's cores divided by "
+                        '--sdk_worker_parallelism); 0: '
                         "TensorFlow's default")
     parser.add_argument('--warm_workers', default='auto',
                         choices=('auto', 'off'),

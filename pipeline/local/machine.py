@@ -65,14 +65,6 @@ def local_input_bytes(pattern: str) -> int:
   return total
 
 
-def available_cores() -> int:
-  """The cores this process may run on (its CPU affinity where known)."""
-  try:
-    return max(1, len(os.sched_getaffinity(0)))
-  except AttributeError:  # Not on Linux.
-    return max(1, os.cpu_count() or 1)
-
-
 def local_workers(mode: Optional[str], num_workers: Optional[int], *,
                   chosen: bool, size: int, cores: int,
                   warm: bool = False) -> tuple[int, bool]:

@@ -13,11 +13,14 @@ Three settings decide whether a second core helps:
   in-process run on two cores; started cold by Beam, 1.5 to 2.3 s slower.
   ``--direct_num_workers 1`` still forces one worker.
 * **TensorFlow's threads per process** (``--tf_threads``): by default each
-  local worker gets its share of the cores, so two workers on two cores do
-  not both run two TensorFlow threads and fight for the cores. On Dataflow,
-  which runs one Python process per vCPU, the share is one thread. On other
-  clusters the default is TensorFlow's own (every core it sees); set
-  ``--tf_threads`` to a TaskManager's cores divided by its SDK processes.
+  worker gets its share of the cores, so two workers on two cores do not
+  both run two TensorFlow threads and fight for the cores. Local workers'
+  share is counted here. On Dataflow, which runs one Python process per
+  vCPU, it is one thread. On Flink and Spark each worker counts its own
+  machine's cores and divides them by ``--sdk_worker_parallelism``, the SDK
+  processes an executor or a TaskManager runs (`transforms.CoreShare`);
+  with one SDK process (Beam's default) or ``--sdk_worker_parallelism 0``
+  (the runner decides) TensorFlow keeps its default, every core it sees.
 * **Range size** (``--split_bytes``): the DirectRunner deals ranges to its
   workers round robin, once; a count of ranges that the workers divide
   (`local_split_bytes`: 16 a worker from one file) keeps the deal even, and
@@ -41,13 +44,16 @@ from typing import Optional, Sequence
 from apache_beam.options.pipeline_options import (DirectOptions,
                                                   FlinkRunnerOptions,
                                                   PipelineOptions,
+                                                  PortableOptions,
                                                   StandardOptions)
 
 from pipeline.io.inputs import input_bytes
 from pipeline.io.ranges import DEFAULT_SPLIT_BYTES
-from pipeline.local.machine import (available_cores, is_local_runner,
-                                    local_tf_threads, local_workers)
+from pipeline.local.machine import (is_local_runner, local_tf_threads,
+                                    local_workers)
 from runtime.argv import flag_given
+from runtime.cores import available_cores
+from transforms.handler import CoreShare, TFThreads
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -95,6 +101,25 @@ def engine_split_bytes(size: int, slots: int = 0) -> int:
   return local_split_bytes(size, slots if slots > 0 else ENGINE_SLOTS)
 
 
+def sdk_worker_parallelism(options: PipelineOptions) -> int:
+  """``--sdk_worker_parallelism`` as a number (Beam parses it as a string
+  when given).
+
+  Raises:
+    ValueError: it is not a whole number of at least 0.
+  """
+  value = options.view_as(PortableOptions).sdk_worker_parallelism
+  try:
+    processes = int(value)
+  except (TypeError, ValueError):
+    processes = -1
+  if processes < 0:
+    raise ValueError(f'--sdk_worker_parallelism must be a whole number of '
+                     f'SDK processes (0: the runner decides); received '
+                     f'{value!r}.')
+  return processes
+
+
 def is_local(options: PipelineOptions) -> bool:
   """Whether the job runs on the DirectRunner in this machine."""
   return is_local_runner(options.view_as(StandardOptions).runner)
@@ -106,7 +131,8 @@ class Plan:
   Attributes:
     workers: worker processes (1 for in-process runs; 0 where the runner
       decides).
-    tf_threads: TensorFlow threads per worker process (0: TF's default).
+    tf_threads: TensorFlow threads per worker process (0: TF's default), or
+      the `CoreShare` each cluster worker counts.
     split_bytes: the size of one input range.
     rebalance: whether to shuffle documents after reading.
     flags: Beam flags to add (``--direct_running_mode``...).
@@ -114,7 +140,7 @@ class Plan:
       DirectRunner in memory or with threads), so that a model loaded here
       is the one that scores.
   """
-  def __init__(self, workers: int, tf_threads: int, split_bytes: int,
+  def __init__(self, workers: int, tf_threads: TFThreads, split_bytes: int,
                rebalance: bool, flags: list[str], in_process: bool = False):
     self.in_process = in_process
     self.workers = workers
@@ -165,15 +191,22 @@ def plan(options: PipelineOptions, argv: Sequence[str], *,
                '--direct_num_workers', str(workers)]
     threads = local_tf_threads(tf_threads, processes, cores)
   else:
-    # Dataflow runs one SDK process per vCPU: each gets one core. Elsewhere
-    # the cores of the machines that run the workers are not known here (on
-    # a local Flink or Spark with LOOPBACK every SDK harness shares this
-    # process, so TensorFlow's default is right); --tf_threads says it.
+    # Dataflow runs one SDK process per vCPU: each gets one core. Flink's
+    # and Spark's workers run --sdk_worker_parallelism SDK processes per
+    # TaskManager or executor, on cores only they can count (on a local
+    # Flink or Spark with LOOPBACK every SDK harness shares this process,
+    # with its default of 1). --tf_threads overrides either.
     workers = processes = 0
     in_process = False
     runner = str(options.view_as(StandardOptions).runner or '')
-    share = 1 if 'Dataflow' in runner else 0
-    threads = share if tf_threads < 0 else tf_threads
+    if tf_threads >= 0:
+      threads = tf_threads
+    elif 'Dataflow' in runner:
+      threads = 1
+    else:
+      sdk_processes = sdk_worker_parallelism(options)
+      # One process (Beam's default) or the runner's choice (0): TF's own.
+      threads = CoreShare(sdk_processes) if sdk_processes > 1 else 0
   if not split_bytes:
     split_bytes = DEFAULT_SPLIT_BYTES
     if local and workers > 1 and size:

@@ -39,13 +39,13 @@ import threading
 import traceback
 from typing import Any, Optional
 
-from pipeline.local.machine import (available_cores, is_local_runner,
-                                    local_input_bytes, local_tf_threads,
-                                    local_workers)
+from pipeline.local.machine import (is_local_runner, local_input_bytes,
+                                    local_tf_threads, local_workers)
 from pipeline.local.processes import WARM_WORKERS_MODULE as MODULE
 from runtime import (collector, console, internals, process_exit,
                      sdk_worker, signals)
 from runtime.argv import flag_given, flag_value
+from runtime.cores import available_cores
 _LOGGER = logging.getLogger(__name__)
 _SOCKET_NAME = 'workers.sock'
 # The longest path a Unix socket can be bound to on Linux (``sun_path`` is

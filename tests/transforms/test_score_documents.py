@@ -1,5 +1,6 @@
 """ScoreDocuments and its steps, run with TestPipeline and assert_that."""
 
+import os
 import subprocess
 import sys
 
@@ -10,8 +11,8 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from tests.conftest import mixed_length_texts
-from transforms import (BundleModelHandler, LookUpTokenIds, ScoreDocuments,
-                        SegmentText, TruncateTokenIds)
+from transforms import (BundleModelHandler, CoreShare, LookUpTokenIds,
+                        ScoreDocuments, SegmentText, TruncateTokenIds)
 from transforms.handler import LSTM_BATCH_ROWS, SIGNATURE_BATCH_TOKENS
 
 
@@ -296,3 +297,44 @@ def test_tf_threads_are_sized_before_the_probe_starts_tensorflow(
                         check=False)
   assert done.returncode == 0, done.stderr[-2000:]
   assert done.stdout.split() == ['3', '3']
+
+
+@pytest.mark.parametrize('processes', [0, -1, 1.5, True, '2'])
+def test_a_core_share_needs_a_positive_count(processes):
+  with pytest.raises(ValueError, match='positive number of processes'):
+    CoreShare(processes)
+
+
+@pytest.mark.parametrize('cores, processes, threads', [
+    (1, 1, 1), (1, 2, 1), (2, 2, 1), (2, 1, 2), (8, 3, 2), (64, 16, 4)])
+def test_a_core_share_divides_the_cores_and_keeps_one(cores, processes,
+                                                       threads):
+  assert CoreShare(processes).threads(cores=cores) == threads
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('cpus, processes', [([0], 1), ([0], 2), ([0, 1], 2),
+                                             ([0, 1], 1)])
+def test_a_core_share_is_counted_where_the_model_loads(trained_bundle, cpus,
+                                                        processes):
+  """A cluster worker sizes TensorFlow by its own cores: here a process
+  pinned to ``cpus`` loads the model through a pickled handler."""
+  if len(cpus) > len(os.sched_getaffinity(0)):
+    pytest.skip(f'needs {len(cpus)} cores')
+  script = (
+      'import os, pickle, sys\n'
+      'from transforms import BundleModelHandler, CoreShare\n'
+      'handler = pickle.dumps(BundleModelHandler(\n'
+      '    sys.argv[1], tf_threads=CoreShare(int(sys.argv[2]))))\n'
+      'os.sched_setaffinity(0, [int(c) for c in sys.argv[3:]])\n'
+      'pickle.loads(handler).load_model()\n'
+      'import tensorflow as tf\n'
+      'print(tf.config.threading.get_intra_op_parallelism_threads(),\n'
+      '      tf.config.threading.get_inter_op_parallelism_threads())\n')
+  done = subprocess.run(
+      [sys.executable, '-c', script, trained_bundle.path, str(processes),
+       *map(str, cpus)], capture_output=True, text=True, timeout=120,
+      check=False)
+  assert done.returncode == 0, done.stderr[-2000:]
+  expected = str(max(1, len(cpus) // processes))
+  assert done.stdout.split() == [expected, expected]

@@ -7,6 +7,7 @@ from hypothesis import given, settings, strategies as st
 from pipeline.io import inputs
 from pipeline.local import machine, scaling
 from pipeline.io.ranges import DEFAULT_SPLIT_BYTES, byte_ranges
+from transforms import CoreShare
 
 MB = 1 << 20
 
@@ -113,10 +114,39 @@ def test_dataflow_gets_one_thread_per_sdk_process_and_a_rebalance():
   assert p.split_bytes == 512 * MB // (scaling.ENGINE_SLOTS * 16)
 
 
-def test_other_clusters_keep_tensorflow_default_unless_told():
-  p = plan(['--runner', 'FlinkRunner', '--parallelism', '2'], 512 * MB)
-  assert (p.tf_threads, p.rebalance) == (0, True)
-  assert plan(['--runner', 'FlinkRunner'], 1, tf_threads=3).tf_threads == 3
+@pytest.mark.parametrize('runner', ['FlinkRunner', 'SparkRunner',
+                                    'PortableRunner'])
+def test_one_sdk_process_per_machine_keeps_tensorflow_default(runner):
+  for argv in ([], ['--sdk_worker_parallelism', '1'],
+               ['--sdk_worker_parallelism', '0']):
+    p = plan(['--runner', runner, '--parallelism', '2'] + argv, 512 * MB)
+    assert (p.tf_threads, p.rebalance) == (0, True), argv
+
+
+@pytest.mark.parametrize('runner', ['FlinkRunner', 'SparkRunner'])
+@pytest.mark.parametrize('processes', [2, 3, 16])
+def test_sdk_processes_share_each_worker_machines_cores(runner, processes):
+  """The submitter's cores do not matter: each worker counts its own."""
+  for cores in (1, 2, 64):
+    p = plan(['--runner', runner, '--sdk_worker_parallelism',
+              str(processes)], 512 * MB, cores=cores)
+    assert p.tf_threads == CoreShare(processes)
+  assert p.tf_threads.threads(cores=32) == 32 // processes
+  assert p.tf_threads.threads(cores=1) == 1
+
+
+@pytest.mark.parametrize('value', ['two', '-1', '1.5', ''])
+def test_a_bad_sdk_worker_parallelism_is_named(value):
+  with pytest.raises(ValueError, match='--sdk_worker_parallelism must be'):
+    plan(['--runner', 'SparkRunner', '--sdk_worker_parallelism', value], 1)
+
+
+def test_tf_threads_given_wins_on_every_runner():
+  for runner in ('FlinkRunner', 'SparkRunner', 'DataflowRunner'):
+    assert plan(['--runner', runner, '--sdk_worker_parallelism', '4'], 1,
+                tf_threads=3).tf_threads == 3
+    assert plan(['--runner', runner, '--sdk_worker_parallelism', '4'], 1,
+                tf_threads=0).tf_threads == 0
 
 
 @settings(max_examples=200, deadline=None)

@@ -14,6 +14,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.local import machine, warm_workers
+from runtime.cores import available_cores
 from tests import procs
 from tests.commands import ROOT
 
@@ -166,7 +167,7 @@ def test_early_start_reads_the_command_line(flags, workers, tmp_path,
   warm_workers.start_early(argv)
   # The plan's settings for such a job take them.
   threads = machine.local_tf_threads(-1, max(workers, 1),
-                                     machine.available_cores())
+                                     available_cores())
   taken = warm_workers.take_early(workers, model=trained_bundle.path,
                                   tf_threads=threads,
                                   scoring_function='auto')
@@ -183,7 +184,7 @@ def test_early_start_reads_the_command_line(flags, workers, tmp_path,
 def test_early_start_follows_the_input_size(big_input, tmp_path,
                                             trained_bundle):
   """No runner flag: a large local input means one worker per core."""
-  cores = machine.available_cores()
+  cores = available_cores()
   argv = ['--input', big_input, '--model', trained_bundle.path, '--output',
           str(tmp_path / 'out')]
   warm_workers.start_early(argv)
