@@ -47,9 +47,11 @@ class StrictArgumentParser(argparse.ArgumentParser):
   """
   def __init__(self, *args, extra_options: Iterable[str] = (), **kwargs):
     kwargs.setdefault('allow_abbrev', False)
-    # Before argparse's __init__, which adds --help.
+    # Before argparse's __init__, which adds --help. Not ``_defaults``:
+    # argparse keeps set_defaults() there and copies it into every parse's
+    # namespace (which put ``--input: None`` and the like into _SUMMARY.json).
     self._names: set[str] = set()
-    self._defaults: dict[str, Any] = {}
+    self._option_defaults: dict[str, Any] = {}
     super().__init__(*args, **kwargs)
     self.extra_options = set(extra_options)
 
@@ -59,7 +61,7 @@ class StrictArgumentParser(argparse.ArgumentParser):
     self._names.update(action.option_strings)
     takes_value = action.nargs != 0
     if takes_value and action.option_strings:
-      self._defaults[action.option_strings[-1]] = action.default
+      self._option_defaults[action.option_strings[-1]] = action.default
     if (action.help not in (None, argparse.SUPPRESS) and takes_value and
         action.option_strings and not action.required and
         '(required)' not in action.help):
@@ -69,7 +71,7 @@ class StrictArgumentParser(argparse.ArgumentParser):
 
   def option_defaults(self) -> dict[str, Any]:
     """``{option: default}`` of this parser's options that take a value."""
-    return dict(self._defaults)
+    return dict(self._option_defaults)
 
   def option_names(self) -> set[str]:
     """Every option string this parser and ``extra_options`` accept."""

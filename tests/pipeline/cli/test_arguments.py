@@ -75,3 +75,20 @@ def test_a_bad_value_of_a_beam_option_is_one_line(capsys):
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 2 and 'invalid int value' in err[0]
   assert err[1].startswith('Run ') and '--help' in err[1]
+
+
+@pytest.mark.parametrize('parser_module', [
+    'pipeline.cli.options', 'pipeline.cli.train', 'pipeline.cli.import_model'])
+def test_a_parse_holds_only_the_options_destinations(parser_module):
+  """What a parse returns is what _SUMMARY.json records as ``options``:
+  each option once, under its destination, with no ``--name`` copies."""
+  import importlib
+  parser = importlib.import_module(parser_module).build_parser()
+  actions = [a for a in parser._actions if a.dest != 'help']  # pylint: disable=protected-access
+  # The required options given a value each ('8' is a path and a number).
+  argv = [arg for a in actions if a.required
+          for arg in (a.option_strings[-1], '8')]
+  parsed = vars(parser.parse_known_args(argv)[0])
+  dests = {a.dest for a in actions}
+  assert set(parsed) == dests
+  assert set(parser.option_defaults()) <= parser.option_names()
