@@ -326,6 +326,23 @@ def engine(variant: str, workdir: str) -> Iterator[Optional[list[str]]]:
     yield flags
 
 
+def startup_key(variant: str, files: int, flags: Sequence[str]
+                ) -> tuple[str, int, str]:
+  """What a start-up run is kept under: ``(command, files, flags)``.
+
+  Keyed by the command: the default's start-up with the runner flags the
+  plan picks is the start-up of the variant given those flags. An engine's
+  flags name its cluster's ports, new each round, so they are kept under
+  the variant's name instead.
+  """
+  if variant in ENGINE_CLUSTERS:
+    return ('pipeline.score', files, f'({variant} flags)')
+  if variant in SCORE_FLAGS:
+    return ('pipeline.score', files, shlex.join(SCORE_FLAGS[variant] +
+                                                list(flags)))
+  return (f'bench.variants {variant}', 1, '')
+
+
 def run_inhouse(variant: str, corpus: str, paths: dict[str, str],
                 out: str) -> dict[str, Any]:
   """Runs one of `bench.variants` in its own process."""
@@ -493,10 +510,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """The wall time of ``variant``'s command on the start-up corpus."""
     if not startup_docs or variant in FLOORS:
       return None
-    # Keyed by the command: the default's start-up with the runner flags the
-    # plan picks is the start-up of the variant given those flags.
-    key = (('pipeline.score', files, shlex.join(SCORE_FLAGS[variant] + flags))
-           if variant in SCORE_FLAGS else (f'bench.variants {variant}', 1, ''))
+    key = startup_key(variant, files, flags)
     seconds = startups.setdefault(key, [])
     if len(seconds) <= round_no:
       out = os.path.join(workdir, f'startup_{variant}_{files}f')

@@ -90,18 +90,25 @@ FLINK_JVM_PROPERTIES = (
     '--add-opens=java.base/java.util=ALL-UNNAMED',
 )
 # How long a cluster's TaskManager or executor keeps an SDK environment (its
-# Python workers) once no task uses it. Beam's default, 0, releases it when
-# each task ends, so every task of every stage starts new Python workers,
-# each importing Beam and TensorFlow and loading the model again (14 to 17
-# workers for one 300-document job on a 2-core Spark worker, 15 s and 19
-# CPU-s more than with the cache; on a Flink session cluster, five workers a
-# slot, one a stage). The environments belong to the job, so the workers
-# then last the job and end with it. On Flink only where Beam's runner is
-# on the TaskManagers' classpath, loaded parent-first: loaded from the job's
+# Python workers) once no task of the job uses it. Beam's default, 0,
+# releases it when each task ends, so every task of every stage starts new
+# Python workers, each importing Beam and TensorFlow and loading the model
+# again (14 to 17 workers for one 300-document job on a 2-core Spark worker,
+# 15 s and 19 CPU-s more than with the cache; on a Flink session cluster,
+# five workers a slot, one a stage). On Flink only where Beam's runner is on
+# the TaskManagers' classpath, loaded parent-first: loaded from the job's
 # own jars (Flink's default), its FlinkExecutableStageContextFactory
 # releases them whenever a TaskManager has no task of the job running,
 # which in a batch job is between every two stages (`taskmanager_jars`).
-ENVIRONMENT_CACHE_MILLIS = 3_600_000
+# The time only has to bridge those gaps (under a second between two stages
+# here). It is also how long the workers outlive the job where the process
+# that holds them does (a Flink TaskManager; a Spark executor ends with its
+# application, and its workers with it): with one hour, each finished job
+# left its two Python workers, about 1 GB each, idle on the session
+# cluster's TaskManagers for that hour (seen: ten after five jobs); with
+# 20 s, one worker a TaskManager still served the whole job, and both had
+# ended 25 s after it.
+ENVIRONMENT_CACHE_MILLIS = 60_000
 # Local masters, whose SDK workers run in this process (cheap to start):
 # Spark's ``local``, ``local[N]``, ``local[*]``; Flink's ``[local]``,
 # ``[auto]``.

@@ -341,6 +341,21 @@ def test_scored_by_counts_the_workers_that_scored(tmp_path):
   assert run.scored_by(str(tmp_path)) == 2
 
 
+def test_start_ups_are_kept_by_command_and_engines_by_name():
+  """Rounds find their start-up under the same key: an engine's cluster
+  flags (its ports) change each round, its key does not."""
+  flink = run.startup_key('flink_cluster', 1, ['--flink_master', 'h:1'])
+  assert flink == run.startup_key('flink_cluster', 1,
+                                  ['--flink_master', 'h:2'])
+  assert flink != run.startup_key('spark_cluster', 1, [])
+  assert flink != run.startup_key('flink_cluster', 8, [])
+  two = ['--direct_num_workers', '2']
+  assert (run.startup_key('ours_default', 1, two) !=
+          run.startup_key('ours_default', 1, []))
+  assert run.startup_key('classic', 8, two) == run.startup_key('classic', 1,
+                                                                [])
+
+
 def test_engines_run_only_when_named():
   assert not set(run.ENGINE_CLUSTERS) & set(run.DEFAULT_VARIANTS)
   assert set(run.ENGINE_CLUSTERS) <= set(run.VARIANTS) & set(run.SCORE_FLAGS)
