@@ -102,8 +102,10 @@ class ScoreOptions(PipelineOptions):
                         'into; 0: automatic, at most 64 MiB')
     parser.add_argument('--rebalance', default='auto',
                         choices=('auto', 'always', 'never'),
-                        help='shuffle documents after reading; auto: on every '
-                        'runner but the local DirectRunner')
+                        help='shuffle documents after reading; auto: on '
+                        'Spark, Dataflow and other portable runners, not on '
+                        'the local DirectRunner nor on Flink (which keeps '
+                        'them in the slot that read them)')
     parser.add_argument('--keep_fields', default=None, metavar='A,B',
                         help='input fields to write after the scores, '
                         'separated by commas (the text only when named)')

@@ -33,9 +33,14 @@ Three settings decide whether a second core helps:
   given (Flink), else for `ENGINE_SLOTS` (`engine_split_bytes`).
 
 And ``--rebalance``: a shuffle of the documents after reading evens out
-skewed ranges on runners whose shuffle lives outside the workers (Dataflow,
-Flink, Spark), but on the DirectRunner it would hold the whole corpus in the
-runner's memory, so ``auto`` uses it everywhere except there.
+skewed ranges on runners whose shuffle lives outside the workers and
+spreads them (Dataflow, Spark), so ``auto`` uses it there. Not on the
+DirectRunner, where it would hold the whole corpus in the runner's memory,
+and not on Flink, whose batch translation forwards it to the slot that read
+the documents: each slot scored the same documents with it as without it
+(4,130 and 3,870 of 8,000 on the test session cluster), and the shuffle cut
+the fused read-and-score stage in two, reading first (the job took 27.9 to
+32.4 s with it, 26.9 s without; one run each way per setting).
 """
 
 import logging
@@ -177,6 +182,7 @@ def plan(options: PipelineOptions, argv: Sequence[str], *,
   cores = cores or available_cores()
   flags: list[str] = []
   local = is_local(options)
+  runner = str(options.view_as(StandardOptions).runner or '')
   if size is None:
     size = input_bytes(pattern) if pattern else 0
   if local:
@@ -198,7 +204,6 @@ def plan(options: PipelineOptions, argv: Sequence[str], *,
     # with its default of 1). --tf_threads overrides either.
     workers = processes = 0
     in_process = False
-    runner = str(options.view_as(StandardOptions).runner or '')
     if tf_threads >= 0:
       threads = tf_threads
     elif 'Dataflow' in runner:
@@ -217,7 +222,8 @@ def plan(options: PipelineOptions, argv: Sequence[str], *,
   if rebalance not in ('auto', 'always', 'never'):
     raise ValueError(f'--rebalance must be auto, always or never; received '
                      f'{rebalance!r}.')
-  shuffle = rebalance == 'always' or (rebalance == 'auto' and not local)
+  shuffle = rebalance == 'always' or (rebalance == 'auto' and not local and
+                                      'Flink' not in runner)
   result = Plan(workers, threads, split_bytes, shuffle, flags,
                 in_process=in_process)
   _LOGGER.debug('Scaling plan for %d input bytes on %d cores: %r', size, cores,

@@ -58,7 +58,7 @@ import urllib.request
 from typing import Iterator, Optional
 
 from pipeline import job_servers
-from tests import services
+from tests import procs, services
 from tests.clusters import launch
 from tests.clusters.launch import ClusterError
 
@@ -181,6 +181,12 @@ class FlinkCluster:
                                                       errors='replace')
         started[name] = text.count('Starting worker with command')
     return started
+
+  def sdk_workers(self) -> set[int]:
+    """The pids of the SDK worker processes the pools run now."""
+    return {pid for name, process in self.processes.items()
+            if name.startswith('pool-')
+            for pid, _, _ in procs.tree(process.pid) if procs.alive(pid)}
 
   def overview(self) -> dict:
     """The JobManager's ``/overview`` (TaskManagers, slots, jobs)."""

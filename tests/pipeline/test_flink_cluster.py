@@ -16,9 +16,11 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
+from pipeline import job_servers
 from tests import services
 from tests.clusters import flink
 from tests.pipeline.cli.test_cli import FOREIGN, OWN_STDERR
@@ -142,3 +144,30 @@ def test_gs_paths_on_the_cluster(tmp_path, cluster, emulator, mixed, direct,
   with open(local / '_SUMMARY.json', encoding='utf-8') as f:
     summary = json.load(f)
   _assert_every_slot_scored(summary, cluster, mixed['good'])
+
+
+def test_a_jobs_sdk_workers_end_soon_after_it(tmp_path, cluster, corpus,
+                                              trained_bundle):
+  """A session cluster runs job after job: each job's Python workers (about
+  1 GB each) must not outlive it by more than the environment cache the
+  command sets (`pipeline.job_servers.ENVIRONMENT_CACHE_MILLIS`), though
+  they last the whole job (one a TaskManager)."""
+  before = cluster.sdk_workers()
+  lines, good, _ = _mixed_lines(corpus, 'short', 8)
+  path = tmp_path / 'short.jsonl'
+  path.write_bytes(b'\n'.join(lines) + b'\n')
+  started = cluster.workers_started()
+  _score(cluster, '--input', str(path), '--model', trained_bundle.path,
+         '--output', str(tmp_path / 'out'))
+  after = cluster.workers_started()
+  assert {pool: after[pool] - started[pool] for pool in after} == {
+      'pool-1': 1, 'pool-2': 1}, (started, after, str(cluster.logs))
+  ended = time.monotonic()
+  this_job = cluster.sdk_workers() - before
+  assert len(this_job) == cluster.slots, (this_job, str(cluster.logs))
+  limit = job_servers.ENVIRONMENT_CACHE_MILLIS / 1000 + 30
+  while this_job & cluster.sdk_workers() and time.monotonic() - ended < limit:
+    time.sleep(1)
+  assert not this_job & cluster.sdk_workers(), (
+      f'SDK workers {sorted(this_job)} still ran {limit:.0f} s after their '
+      f'job; see {cluster.logs}')

@@ -120,7 +120,20 @@ def test_one_sdk_process_per_machine_keeps_tensorflow_default(runner):
   for argv in ([], ['--sdk_worker_parallelism', '1'],
                ['--sdk_worker_parallelism', '0']):
     p = plan(['--runner', runner, '--parallelism', '2'] + argv, 512 * MB)
-    assert (p.tf_threads, p.rebalance) == (0, True), argv
+    assert p.tf_threads == 0, argv
+
+
+@pytest.mark.parametrize('runner, shuffled', [
+    ('SparkRunner', True), ('DataflowRunner', True), ('PortableRunner', True),
+    ('FlinkRunner', False), ('DirectRunner', False), (None, False)])
+def test_documents_are_shuffled_where_the_runner_spreads_them(runner,
+                                                              shuffled):
+  """Flink's batch translation forwards the shuffle to the reading slot:
+  it would only split the read from the scoring."""
+  argv = ['--runner', runner] if runner else []
+  assert plan(argv, 512 * MB).rebalance == shuffled
+  assert plan(argv, 512 * MB, rebalance='always').rebalance
+  assert not plan(argv, 512 * MB, rebalance='never').rebalance
 
 
 @pytest.mark.parametrize('runner', ['FlinkRunner', 'SparkRunner'])
