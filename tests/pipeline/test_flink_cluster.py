@@ -146,7 +146,7 @@ def test_gs_paths_on_the_cluster(tmp_path, cluster, emulator, mixed, direct,
   _assert_every_slot_scored(summary, cluster, mixed['good'])
 
 
-def test_a_jobs_sdk_workers_end_soon_after_it(tmp_path, cluster, corpus,
+def test_a_jobs_python_workers_end_soon_after_it(tmp_path, cluster, corpus,
                                               trained_bundle):
   """A session cluster runs job after job: each job's Python workers (about
   1 GB each) must not outlive it by more than the environment cache the
