@@ -283,7 +283,9 @@ class Watcher:
         outdir.remove_empty_jsonl(self._args.output, names[0])
       outdir.add_watched_files(self._args.output, [m.path for m in files],
                                label)
-    self.totals.add(counts)
+      # Counted with its record: a stop held here comes out of the block,
+      # and the stop line must count the window it kept.
+      self.totals.add(counts)
     print(f'Window {label}: {_plural(len(files), "file")}, '
           f'{counts["scored"]:,} scored, {_plural(counts["errors"], "error")} '
           f'in {time.monotonic() - started:.1f} s', flush=True)
