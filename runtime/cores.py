@@ -16,3 +16,9 @@ def available_cores() -> int:
     return max(1, len(os.sched_getaffinity(0)))
   except AttributeError:  # Not on Linux.
     return max(1, os.cpu_count() or 1)
+
+
+def core_share(processes: int, cores: int = 0) -> int:
+  """Each of ``processes`` processes' share of ``cores`` (default: this
+  process's cores); at least 1."""
+  return max(1, (cores or available_cores()) // processes)

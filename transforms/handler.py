@@ -49,7 +49,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from model.bundle import Bundle, RecentByPath, forget_bundle, load_bundle
-from runtime.cores import available_cores
+from runtime.cores import core_share
 from runtime.tensorflow_import import import_tensorflow
 from model.text import budget_batches
 from transforms.metrics import NAMESPACE
@@ -117,7 +117,7 @@ class CoreShare:
   def threads(self, cores: Optional[int] = None) -> int:
     """The threads of one process on a machine with ``cores`` (default:
     this process's cores); at least 1."""
-    return max(1, (cores or available_cores()) // self.processes)
+    return core_share(self.processes, cores or 0)
 
 
 TFThreads = Union[int, CoreShare]

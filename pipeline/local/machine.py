@@ -10,6 +10,8 @@ import glob
 import os
 from typing import Optional
 
+from runtime.cores import core_share
+
 # Input bytes per local worker process: a job on a local DirectRunner with
 # no --direct_* flag gets min(cores, size // these) worker processes, and
 # stays in this process below two. Measured on the project's 2-core machine
@@ -104,4 +106,4 @@ def local_tf_threads(requested: int, processes: int, cores: int) -> int:
   """
   if requested >= 0:
     return requested
-  return 0 if processes == 1 else max(1, cores // processes)
+  return 0 if processes == 1 else core_share(processes, cores)
