@@ -151,7 +151,8 @@ def test_a_jobs_python_workers_end_soon_after_it(tmp_path, cluster, corpus,
   """A session cluster runs job after job: each job's Python workers (about
   1 GB each) must not outlive it by more than the environment cache the
   command sets (`pipeline.job_servers.ENVIRONMENT_CACHE_MILLIS`), though
-  they last the whole job (one a TaskManager)."""
+  they last the whole job (one a TaskManager). Each sizes TensorFlow to its
+  TaskManager's share of the machine's cores (`flink.host_share_env`)."""
   before = cluster.sdk_workers()
   lines, good, _ = _mixed_lines(corpus, 'short', 8)
   path = tmp_path / 'short.jsonl'
@@ -165,9 +166,31 @@ def test_a_jobs_python_workers_end_soon_after_it(tmp_path, cluster, corpus,
   ended = time.monotonic()
   this_job = cluster.sdk_workers() - before
   assert len(this_job) == cluster.slots, (this_job, str(cluster.logs))
+  taskmanagers = sum(name.startswith('taskmanager-')
+                     for name in cluster.processes)
+  share = flink.host_share_env(taskmanagers)
+  for pid in this_job:
+    environ = _environ(pid)
+    assert {k: environ.get(k) for k in share} == share, (pid, share)
   limit = job_servers.ENVIRONMENT_CACHE_MILLIS / 1000 + 30
   while this_job & cluster.sdk_workers() and time.monotonic() - ended < limit:
     time.sleep(1)
   assert not this_job & cluster.sdk_workers(), (
       f'SDK workers {sorted(this_job)} still ran {limit:.0f} s after their '
       f'job; see {cluster.logs}')
+
+
+def _environ(pid: int) -> dict[str, str]:
+  """The environment process ``pid`` started with."""
+  with open(f'/proc/{pid}/environ', 'rb') as f:
+    pairs = f.read().decode('utf-8', 'replace').split('\0')
+  return dict(pair.split('=', 1) for pair in pairs if '=' in pair)
+
+
+@pytest.mark.parametrize('taskmanagers,cores,threads', [
+    (2, 2, '1'), (1, 2, '2'), (2, 16, '8'), (3, 2, '1')])
+def test_each_taskmanager_gets_its_share_of_the_cores(taskmanagers, cores,
+                                                       threads):
+  """At least one thread each, whatever the count of TaskManagers."""
+  assert flink.host_share_env(taskmanagers, cores) == {
+      name: threads for name in flink.TF_THREAD_VARIABLES}
