@@ -22,7 +22,7 @@ import sys
 import threading
 from typing import Iterator, Optional, Sequence
 
-from runtime import signals
+from runtime import internals, signals
 from runtime.argv import flag_value
 
 PROJECT_LOGGERS = ('model', 'transforms', 'pipeline', 'runtime')
@@ -102,11 +102,20 @@ _WORKER_RELAY = ('apache_beam.runners.portability.local_job_service',
 
 class _DropWorkerRelay(logging.Filter):
   """Drops worker log entries (quiet level): those the DirectRunner relays
-  from its worker processes, and those of an SDK harness that runs in this
-  process (the in-process DirectRunner, LOOPBACK on Flink and Spark)."""
+  from its worker processes, those of an SDK harness that runs in this
+  process (the in-process DirectRunner, LOOPBACK on Flink and Spark), and
+  the runner's error on closing a worker that is gone (a stop signal to the
+  process group can reach the workers before this process reacts to it)."""
   def filter(self, record: logging.LogRecord) -> bool:
     return ((record.name, record.msg) != _WORKER_RELAY and
-            not record.name.startswith(_HARNESS_LOGGERS))
+            not record.name.startswith(_HARNESS_LOGGERS) and
+            not _closing_a_gone_worker(record))
+
+
+def _closing_a_gone_worker(record: logging.LogRecord) -> bool:
+  return (record.name == internals.WORKER_HANDLERS_LOGGER and
+          isinstance(record.msg, str) and
+          record.msg.startswith(internals.CLOSING_WORKER_ERROR))
 
 
 def _is_own(record: logging.LogRecord) -> bool:

@@ -47,6 +47,15 @@ EAGER_KERAS_MODULES = ('keras.src.optimizers', 'tf_keras.src.optimizers')
 SDK_WORKER_THREAD = 'run_worker'
 # What Beam's data plane raises when a worker's channel closes mid-bundle.
 CLOSED_CHANNEL = 'Channel closed prematurely'
+# The logger and the start of the ERROR record (with the traceback of that
+# closed channel) with which Beam's FnApiRunner ends a job whose worker
+# process is gone (``WorkerHandlerManager.close_all``): after a stop signal
+# that reached the workers first, or a worker's death, which the command
+# reports in its own line. Public route tried: none says a worker is gone
+# before the runner closes its handlers.
+WORKER_HANDLERS_LOGGER = (
+    'apache_beam.runners.portability.fn_api_runner.worker_handlers')
+CLOSING_WORKER_ERROR = 'Error closing worker_handler'
 
 
 def sdk_worker_exit(args: Any) -> Optional[str]:

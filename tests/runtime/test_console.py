@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from runtime import console
+from runtime import console, internals
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -43,6 +43,28 @@ def test_a_stopping_console_keeps_only_the_commands_lines(capsys):
   err = capsys.readouterr().err
   assert 'consequence' not in err
   assert 'our line' in err and 'error: our error' in err
+
+
+@pytest.mark.parametrize('level,shown', [('ERROR', False), ('WARNING', True)])
+def test_the_runners_error_on_closing_a_gone_worker(capsys, level, shown):
+  """A stop signal sent to the process group ends the workers before the
+  command reacts; the runner then logs an error with a closed channel's
+  traceback. The default level leaves it out, as it leaves out the
+  workers' own records; a chosen level shows it, and other errors of the
+  same logger always show."""
+  beam = logging.getLogger(internals.WORKER_HANDLERS_LOGGER)
+  with console.Console(level, command='model.test_console',
+                       filter_stderr=False):
+    try:
+      raise RuntimeError(internals.CLOSED_CHANNEL)
+    except RuntimeError:
+      beam.error(internals.CLOSING_WORKER_ERROR + ' <EmbeddedWorkerHandler>',
+                 exc_info=True)
+    beam.error('another error')
+  err = capsys.readouterr().err
+  assert (internals.CLOSING_WORKER_ERROR in err) == shown
+  assert (internals.CLOSED_CHANNEL in err) == shown
+  assert 'another error' in err
 
 
 def _filtered(lines):

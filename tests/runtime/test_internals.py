@@ -76,6 +76,13 @@ def test_beam_still_raises_the_closed_channel_text():
   assert internals.CLOSED_CHANNEL in inspect.getsource(data_plane)
 
 
+def test_beam_still_logs_its_closing_error_there():
+  from apache_beam.runners.portability.fn_api_runner import worker_handlers
+  assert worker_handlers.__name__ == internals.WORKER_HANDLERS_LOGGER
+  source = inspect.getsource(worker_handlers.WorkerHandlerManager.close_all)
+  assert internals.CLOSING_WORKER_ERROR in source and '_LOGGER.error' in source
+
+
 @pytest.mark.slow
 def test_a_runner_with_our_worker_command_runs_a_job(tmp_path):
   """The FnApiRunner built as the DirectRunner builds it, whose worker is
