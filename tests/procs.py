@@ -42,3 +42,8 @@ def children(pid: int) -> list[int]:
     return [p.pid for p in psutil.Process(pid).children()]
   except psutil.NoSuchProcess:
     return []
+
+
+def environ(pid: int) -> dict[str, str]:
+  """The environment ``pid`` started with."""
+  return psutil.Process(pid).environ()

@@ -21,7 +21,7 @@ import time
 import pytest
 
 from pipeline import job_servers
-from tests import services
+from tests import procs, services
 from tests.clusters import flink
 from tests.pipeline.cli.test_cli import FOREIGN, OWN_STDERR
 from tests.pipeline.cli.test_score import _read_errors, _read_scores
@@ -170,7 +170,7 @@ def test_a_jobs_python_workers_end_soon_after_it(tmp_path, cluster, corpus,
                      for name in cluster.processes)
   share = flink.host_share_env(taskmanagers)
   for pid in this_job:
-    environ = _environ(pid)
+    environ = procs.environ(pid)
     assert {k: environ.get(k) for k in share} == share, (pid, share)
   limit = job_servers.ENVIRONMENT_CACHE_MILLIS / 1000 + 30
   while this_job & cluster.sdk_workers() and time.monotonic() - ended < limit:
@@ -178,13 +178,6 @@ def test_a_jobs_python_workers_end_soon_after_it(tmp_path, cluster, corpus,
   assert not this_job & cluster.sdk_workers(), (
       f'SDK workers {sorted(this_job)} still ran {limit:.0f} s after their '
       f'job; see {cluster.logs}')
-
-
-def _environ(pid: int) -> dict[str, str]:
-  """The environment process ``pid`` started with."""
-  with open(f'/proc/{pid}/environ', 'rb') as f:
-    pairs = f.read().decode('utf-8', 'replace').split('\0')
-  return dict(pair.split('=', 1) for pair in pairs if '=' in pair)
 
 
 @pytest.mark.parametrize('taskmanagers,cores,threads', [
