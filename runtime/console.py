@@ -205,8 +205,12 @@ class Console:
       # (a closed channel); the command reports the job's outcome itself.
       self._saved_excepthook = threading.excepthook
       threading.excepthook = _thread_error_at_debug
-    global _quiet_console  # pylint: disable=global-statement
+    global _quiet_console, _own_stderr  # pylint: disable=global-statement
     self._was_quiet, _quiet_console = _quiet_console, quiet
+    # Taken here, in the command's own flow: a stop signal can arrive while
+    # some code has ``sys.stderr`` redirected for a moment.
+    self._was_own = _own_stderr
+    _own_stderr = _real_stderr if _real_stderr is not None else sys.stderr
     self._filter: Optional[_StderrFilter] = None
     if quiet and filter_stderr:
       self._filter = _StderrFilter.start('|'.join(f'(?:{p})' for p in _NOISE))
@@ -222,7 +226,7 @@ class Console:
       _discard_stderr()
 
   def close(self) -> None:
-    global _quiet_console  # pylint: disable=global-statement
+    global _quiet_console, _own_stderr  # pylint: disable=global-statement
     _quiet_console = self._was_quiet
     if self._filter is not None:
       self._filter.stop()
@@ -231,6 +235,7 @@ class Console:
       logging.captureWarnings(False)
       self._captured_warnings = False
       _restore_stderr()
+    _own_stderr = self._was_own
     if self._saved_excepthook is not None:
       if threading.excepthook is _thread_error_at_debug:
         threading.excepthook = self._saved_excepthook
@@ -320,6 +325,9 @@ class _Discard(io.TextIOBase):
 
 # The real ``sys.stderr`` while other writers' output is discarded.
 _real_stderr = None
+# The stream the open console writes the command's lines to: ``sys.stderr``
+# as the console opened.
+_own_stderr = None
 # Whether a Console at the default (quiet) level is open.
 _quiet_console = False
 
@@ -329,7 +337,11 @@ def _discard_stderr() -> bool:
   global _real_stderr  # pylint: disable=global-statement
   if _real_stderr is not None:
     return False
-  _real_stderr, sys.stderr = sys.stderr, _Discard()
+  # Not ``sys.stderr`` when a console is open: a stop signal may come while
+  # code has it redirected for a moment (``contextlib.redirect_stderr`` to
+  # capture a message), and the command's last line must not go there.
+  _real_stderr = _own_stderr if _own_stderr is not None else sys.stderr
+  sys.stderr = _Discard()
   return True
 
 
@@ -358,7 +370,10 @@ def others_silenced() -> Iterator[None]:
 def say(line: str) -> None:
   """Prints one of the command's own lines to stderr, also once other
   writers' output is discarded (`Console.quiet_other_libraries`)."""
-  stream = _real_stderr if _real_stderr is not None else sys.stderr
+  if _real_stderr is not None:
+    stream = _real_stderr
+  else:
+    stream = _own_stderr if _own_stderr is not None else sys.stderr
   print(line, file=stream, flush=True)
 
 

@@ -1,5 +1,7 @@
 """The quiet console of the commands (`runtime.console`)."""
 
+import contextlib
+import io
 import logging
 import os
 import subprocess
@@ -43,6 +45,44 @@ def test_a_stopping_console_keeps_only_the_commands_lines(capsys):
   err = capsys.readouterr().err
   assert 'consequence' not in err
   assert 'our line' in err and 'error: our error' in err
+
+
+@pytest.mark.parametrize('redirect', ['redirect_stderr', 'assignment'])
+def test_a_stop_while_stderr_is_redirected_keeps_the_commands_lines(
+    capsys, redirect):
+  """A stop signal can come while code points ``sys.stderr`` elsewhere for
+  a moment (the command's check of Beam's options captures argparse's
+  message so): the command's last line, and ``sys.stderr`` once the console
+  closes, are the console's stream all the same, never the captured one."""
+  root = logging.getLogger()
+  level = root.level
+  real = sys.stderr
+  captured = io.StringIO()
+  shown = console.Console('ERROR', command='model.test_console',
+                          filter_stderr=False)
+  try:
+    if redirect == 'redirect_stderr':
+      with contextlib.redirect_stderr(captured):
+        shown.quiet_other_libraries()  # The stop's callback.
+    else:
+      sys.stderr = captured
+      try:
+        shown.quiet_other_libraries()
+      finally:
+        sys.stderr = real
+    console.say('interrupted by SIGTERM')
+  finally:
+    shown.close()
+  assert sys.stderr is real
+  console.quiet_until_exit([])
+  try:
+    console.say('its work is done')
+  finally:
+    console._restore_stderr()  # pylint: disable=protected-access
+    root.setLevel(level)
+  err = capsys.readouterr().err
+  assert captured.getvalue() == ''
+  assert 'interrupted by SIGTERM' in err and 'its work is done' in err
 
 
 @pytest.mark.parametrize('level,shown', [('ERROR', False), ('WARNING', True)])
