@@ -17,13 +17,17 @@ every thread that meets the stopped job. Here all three take one route:
   stopping. Errors in other threads are logged at DEBUG from then on, as
   they are consequences of the stop. And if stopping takes longer than
   `STOP_DEADLINE_SECS`, the process's children are killed and it exits.
-* Python swallows an exception raised where nothing can catch it: in a
-  ``__del__``, a weakref callback (an import's module lock has one), a
-  garbage-collector callback. If the signal lands there, `Interrupted` would
-  be printed as "Exception ignored in ..." and lost, and the command would
-  run on until the deadline. `install` hooks ``sys.unraisablehook`` so that
-  such a lost `Interrupted` is delivered again, once the main thread is back
-  in ordinary code.
+* `Interrupted` can be lost where it is raised: Python swallows it in a
+  ``__del__``, a weakref callback (an import's module lock has one) or a
+  garbage-collector callback (printing "Exception ignored in ..."), C code
+  that clears errors swallows it silently, and so does a library's bare
+  ``except:``. The command would then run on, or finish, as if no signal had
+  come. So the stop is delivered again, every `REDELIVER_SECS`, until the
+  command says it has `handled` it; a delivery is skipped while an
+  `Interrupted` is being handled (a ``finally`` or ``except`` block on its
+  way: the cleanup must not be cut short) and inside a `held` block.
+  ``sys.unraisablehook`` keeps Python's "Exception ignored" message of a
+  lost `Interrupted` off the console.
 """
 
 import atexit
@@ -44,6 +48,8 @@ _LOGGER = logging.getLogger(__name__)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # After the first stop signal, the process exits by then whatever happens.
 STOP_DEADLINE_SECS = 8.0
+# Until the command has handled the stop, it is delivered again this often.
+REDELIVER_SECS = 0.1
 
 
 class Interrupted(BaseException):
@@ -71,8 +77,11 @@ class _State:
     self.on_stop: list[Callable[[], None]] = []
     self.deadline: Optional[threading.Timer] = None
     self.spared: set[int] = set()
-    # An `Interrupted` was swallowed and waits to be raised again.
-    self.redeliver = False
+    # The command caught `Interrupted` and is stopping (`handled`).
+    self.handled = False
+    # The next call of the handler is a delivery again, not a new signal.
+    self.redelivering = False
+    self.deliverer: Optional[threading.Thread] = None
 
 
 _state = _State()
@@ -115,10 +124,18 @@ def when_stopping(callback: Callable[[], None]) -> Iterator[None]:
     _state.on_stop.remove(callback)
 
 
+def handled() -> None:
+  """Says that the command caught `Interrupted` and is stopping: the stop
+  is not delivered again. Call it first thing where the command catches
+  it."""
+  _state.handled = True
+
+
 def _handle(signum: int, frame) -> None:
-  if _state.redeliver and not _inside_the_hook(frame):
-    _state.redeliver = False
-    if not _state.held and not _state.raised:
+  if _state.redelivering:
+    _state.redelivering = False
+    if _was_lost(frame):
+      _LOGGER.debug('The stop was lost where it was raised: raised again')
       _raise()
     return
   if _state.received is not None:
@@ -141,7 +158,39 @@ def _handle(signum: int, frame) -> None:
 
 def _raise() -> None:
   _state.raised = True
+  if _state.deliverer is None:
+    _state.deliverer = threading.Thread(
+        target=_deliver_until_handled, args=(_state,),
+        name='redeliver-stop-signal', daemon=True)
+    _state.deliverer.start()
   raise Interrupted(_state.received)
+
+
+def _deliver_until_handled(state: _State) -> None:
+  """Delivers the stop again every `REDELIVER_SECS`, through the main
+  thread's handler, until the command has `handled` it."""
+  while True:
+    time.sleep(REDELIVER_SECS)
+    if state.handled or state is not _state:
+      return
+    state.redelivering = True
+    _thread.interrupt_main(state.received)
+
+
+def _was_lost(frame) -> bool:
+  """In the handler, for a delivery again: whether the `Interrupted`
+  raised before was lost, rather than on its way to the command."""
+  if _state.handled or _state.held or _inside_the_hook(frame):
+    return False
+  # On its way, it is the exception being handled (``finally``, ``except``
+  # and ``__exit__`` blocks), or the context of one raised there.
+  error, seen = sys.exc_info()[1], set()
+  while error is not None and id(error) not in seen:
+    if isinstance(error, Interrupted):
+      return False
+    seen.add(id(error))
+    error = error.__context__
+  return True
 
 
 _previous_unraisablehook: list = [sys.unraisablehook]
@@ -149,34 +198,22 @@ _previous_unraisablehook: list = [sys.unraisablehook]
 
 def _redeliver_if_lost(unraisable) -> None:
   """``sys.unraisablehook``: an `Interrupted` Python could not raise is
-  raised again at the main thread's next ordinary instruction; anything
-  else goes to the hook that was there before."""
+  noted at DEBUG (the stop is delivered again, `_deliver_until_handled`);
+  anything else goes to the hook that was there before."""
   if not isinstance(unraisable.exc_value, Interrupted):
     _previous_unraisablehook[0](unraisable)
     return
   _LOGGER.debug('%s landed where Python swallows exceptions (%r): raised '
                 'again', unraisable.exc_value, unraisable.object)
-  _state.raised = False
-  _state.redeliver = True
-  # From another thread: a signal simulated from here would run its handler
-  # inside this hook, where the exception would be lost again.
-  threading.Thread(target=_interrupt_main_until_raised,
-                   args=(unraisable.exc_value.signum,),
-                   name='redeliver-stop-signal', daemon=True).start()
 
 
 def _inside_the_hook(frame) -> bool:
+  # Raised there, it would be lost again.
   while frame is not None:
     if frame.f_code is _redeliver_if_lost.__code__:
       return True
     frame = frame.f_back
   return False
-
-
-def _interrupt_main_until_raised(signum: int) -> None:
-  while _state.redeliver:
-    _thread.interrupt_main(signum)
-    time.sleep(0.05)
 
 
 @contextlib.contextmanager

@@ -49,6 +49,7 @@ def _score() -> int:
         console.quiet_until_exit(sys.argv[1:])
     return status
   except signals.Interrupted as e:  # Outside the command's own handler.
+    signals.handled()
     signals.stop_children()
     if status is not None:
       console.say(f'interrupted by {e.name} as the command ended; its work '

@@ -414,6 +414,7 @@ def interrupted(error: signals.Interrupted, output: Optional[str]) -> int:
   By then the run's ``finally`` blocks have stopped the job and put the
   output folder back (`_run_pipeline`).
   """
+  signals.handled()
   stopped = signals.stop_children()
   if stopped:
     _LOGGER.debug('Stopped %d processes the run left', stopped)

@@ -384,6 +384,7 @@ def run(args: Any, options: PipelineOptions,
           f'Ctrl-C or SIGTERM stops.', flush=True)
     watcher.follow()
   except signals.Interrupted as e:
+    signals.handled()
     signals.stop_children()
     outdir.remove_temporary_files(args.output)
     if watcher is None:

@@ -3,7 +3,9 @@ signal raises once, a held block finishes first, later signals are ignored.
 (Whole commands stopped by signals: ``tests/pipeline/cli/test_signals.py``.)
 """
 
+import contextlib
 import gc
+import io
 import os
 import signal
 import subprocess
@@ -29,6 +31,7 @@ def installed(monkeypatch):
   monkeypatch.setattr(signals, '_previous_unraisablehook', [None])
   signals.install()
   yield signals._state  # pylint: disable=protected-access
+  signals.handled()  # No more deliveries.
   if signals._state.deadline is not None:  # pylint: disable=protected-access
     signals._state.deadline.cancel()  # pylint: disable=protected-access
   for s, handler in saved.items():
@@ -43,6 +46,7 @@ def test_a_stop_signal_raises_interrupted_once(installed, signum, status):
   with pytest.raises(signals.Interrupted) as raised:
     signal.raise_signal(signum)
     time.sleep(1)  # The handler runs at the next instruction.
+  signals.handled()
   assert raised.value.exit_status == status
   assert raised.value.name == signal.Signals(signum).name
   assert signals.received() == signum
@@ -93,10 +97,77 @@ def test_a_signal_where_python_swallows_exceptions_is_raised_again(
     while time.monotonic() < deadline:
       time.sleep(0.01)
     reached.append('the end')
+  signals.handled()
   assert raised.value.signum == signal.SIGTERM
   assert reached == []
   assert 'Exception ignored' not in capfd.readouterr().err
-  assert not installed.redeliver
+
+
+def _swallow_with_a_bare_except():
+  try:
+    signal.raise_signal(signal.SIGTERM)
+    time.sleep(1)
+  except:  # pylint: disable=bare-except  # As some libraries do.
+    pass
+
+
+def _swallow_with_suppress():
+  with contextlib.suppress(BaseException):
+    signal.raise_signal(signal.SIGTERM)
+    time.sleep(1)
+
+
+def _swallow_while_redirected():
+  # A stop inside a block that captures stderr, then caught too broadly.
+  try:
+    with contextlib.redirect_stderr(io.StringIO()):
+      signal.raise_signal(signal.SIGTERM)
+      time.sleep(1)
+  except BaseException:  # pylint: disable=broad-except
+    pass
+
+
+@pytest.mark.parametrize('swallowing', [
+    _swallow_with_a_bare_except, _swallow_with_suppress,
+    _swallow_while_redirected])
+def test_a_stop_caught_and_dropped_by_other_code_is_raised_again(
+    installed, swallowing):
+  """Code that catches every exception (a bare ``except:``, C code that
+  clears errors) can swallow `Interrupted`: the stop is delivered again
+  until the command handles it, so the run cannot go on to the end."""
+  reached = []
+  started = time.monotonic()
+  with pytest.raises(signals.Interrupted) as raised:
+    swallowing()
+    reached.append('swallowed')
+    while time.monotonic() - started < 5:
+      time.sleep(0.01)
+    reached.append('the end')
+  signals.handled()
+  assert raised.value.signum == signal.SIGTERM
+  assert reached == ['swallowed']
+  assert time.monotonic() - started < 1 + 10 * signals.REDELIVER_SECS
+
+
+def test_a_stop_on_its_way_or_handled_is_not_raised_again(installed):
+  """Deliveries again never cut the command's cleanup short: not in the
+  ``finally`` blocks the stop passes, nor where the command catches it, nor
+  once it said it `handled` it."""
+  steps = []
+  try:
+    try:
+      signal.raise_signal(signal.SIGHUP)
+      time.sleep(1)
+    finally:
+      time.sleep(5 * signals.REDELIVER_SECS)
+      steps.append('cleaned up')
+  except signals.Interrupted:
+    time.sleep(5 * signals.REDELIVER_SECS)
+    steps.append('caught')
+    signals.handled()
+  time.sleep(5 * signals.REDELIVER_SECS)
+  steps.append('ended')
+  assert steps == ['cleaned up', 'caught', 'ended']
 
 
 def test_other_lost_exceptions_are_still_reported(installed):
@@ -116,6 +187,7 @@ def test_a_held_block_finishes_before_the_signal_is_raised(installed):
       signal.raise_signal(signal.SIGTERM)
       time.sleep(0.05)
       steps.append('finished')
+  signals.handled()
   assert steps == ['finished']
 
 
@@ -133,6 +205,7 @@ def test_callbacks_run_when_stopping(installed):
     with pytest.raises(signals.Interrupted):
       signal.raise_signal(signal.SIGINT)
       time.sleep(1)
+  signals.handled()
   assert called == [1]
 
 
