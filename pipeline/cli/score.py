@@ -418,6 +418,15 @@ def interrupted(error: signals.Interrupted, output: Optional[str]) -> int:
   stopped = signals.stop_children()
   if stopped:
     _LOGGER.debug('Stopped %d processes the run left', stopped)
+  if output is not None and outdir.is_local(output):
+    # Again, now that nothing runs the job: a worker can open a temporary
+    # shard after the ``finally`` blocks cleaned up (a bundle the runner
+    # sent before it was cancelled; Flink's and Spark's LOOPBACK workers).
+    # A remote folder's workers are not this machine's.
+    removed = outdir.remove_temporary_files(output)
+    if removed:
+      _LOGGER.debug('Removed %d temporary folders written while stopping',
+                    removed)
   said = f'interrupted by {error.name}'
   if output is None:
     console.say(f'{said}.')

@@ -70,3 +70,32 @@ def test_a_signal_while_the_shards_move(tmp_path, documents, trained_bundle,
   run, end = _stop(tmp_path, documents, trained_bundle, runner, 'SIGTERM',
                    'moving')
   assert end in ('earlier', 'finished')
+
+
+@pytest.mark.parametrize('earlier', [True, False])
+def test_temporary_shards_written_while_stopping_are_removed(
+    tmp_path, monkeypatch, capsys, earlier):
+  """A worker can open a temporary shard after the run's ``finally`` blocks
+  put the output folder back (a bundle sent before the job was cancelled,
+  in a LOOPBACK worker thread): the command's last step removes it, and
+  its line still says what the folder holds."""
+  # pylint: disable=import-outside-toplevel
+  from pipeline.cli import score
+  from runtime import signals
+  monkeypatch.setattr(signals, 'stop_children', lambda **_: 0)  # pytest's own
+  out = tmp_path / 'out'
+  late = out / 'beam-temp-scores-0123' / 'late.scores.jsonl'
+  late.parent.mkdir(parents=True)
+  late.write_text('{"id": "late"}\n')
+  (out / 'beam-temp-_errors-0123').mkdir()
+  if earlier:
+    for name, data in stops.EARLIER.items():
+      (out / name).write_bytes(data)
+  status = score.interrupted(signals.Interrupted(signal.SIGTERM), str(out))
+  assert status == 143
+  left = sorted(p.name for p in out.iterdir())
+  assert left == (sorted(stops.EARLIER) if earlier else [])
+  line = capsys.readouterr().err.strip()
+  assert line.startswith('interrupted by SIGTERM')
+  assert (('earlier output' in line) if earlier else
+          ('nothing was written' in line)), line
