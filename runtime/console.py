@@ -48,6 +48,10 @@ _NOISE = (
     r'^[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.\-/]+:\d+\]',
     # An ERROR line TensorFlow prints on every machine without a GPU driver.
     r'failed call to cuInit',
+    # ...and one oneDNN prints on every CPU without an instruction set that
+    # some data type's kernels need ("oneDNN supports DT_BOOL only on
+    # platforms with AVX-512"): TensorFlow falls back to its own kernels.
+    r'oneDNN supports \S+ only on platforms with',
     # Python log lines below ERROR in logging's default format, printed by
     # Beam's SDK worker subprocesses before their harness sets its level
     # ("Logging handler created.", Beam's "apitools not found" on import).
