@@ -138,6 +138,12 @@ def test_stderr_filter_drops_worker_records_with_their_tracebacks():
       'E0000 00:00:1796039020.671007   23776 some.cc:1] a real C++ error',
       'error: the pipeline failed: model.bundle.BundleError: model broke',
       'Segmentation fault (core dumped)',
+      # On a CPU without AVX-512 (oneDNN's notice, at ERROR).
+      'E0000 00:00:1796536599.733568   11264 util.cc:131] oneDNN supports '
+      'DT_BOOL only on platforms with AVX-512. Falling back to the default '
+      'Eigen-based implementation if present.',
+      'E0000 00:00:1796536599.733568   11264 util.cc:131] oneDNN supports '
+      'DT_HALF only on platforms with AVX-512-FP16.',
   ]
   assert _filtered(lines) == [lines[0], lines[10], lines[12], lines[13],
                              lines[14]]
