@@ -99,9 +99,9 @@ def install() -> None:
   """
   for signum in STOP_SIGNALS:
     signal.signal(signum, _handle)
-  if sys.unraisablehook is not _redeliver_if_lost:
+  if sys.unraisablehook is not _quiet_if_lost:
     _previous_unraisablehook[0] = sys.unraisablehook
-    sys.unraisablehook = _redeliver_if_lost
+    sys.unraisablehook = _quiet_if_lost
   # Registered first, so run last: a stopped run's threads may have started
   # a process after the command stopped those it knew of.
   atexit.register(_stop_children_if_stopped)
@@ -196,21 +196,21 @@ def _was_lost(frame) -> bool:
 _previous_unraisablehook: list = [sys.unraisablehook]
 
 
-def _redeliver_if_lost(unraisable) -> None:
+def _quiet_if_lost(unraisable) -> None:
   """``sys.unraisablehook``: an `Interrupted` Python could not raise is
   noted at DEBUG (the stop is delivered again, `_deliver_until_handled`);
   anything else goes to the hook that was there before."""
   if not isinstance(unraisable.exc_value, Interrupted):
     _previous_unraisablehook[0](unraisable)
     return
-  _LOGGER.debug('%s landed where Python swallows exceptions (%r): raised '
-                'again', unraisable.exc_value, unraisable.object)
+  _LOGGER.debug('%s landed where Python swallows exceptions (%r); it is '
+                'delivered again', unraisable.exc_value, unraisable.object)
 
 
 def _inside_the_hook(frame) -> bool:
   # Raised there, it would be lost again.
   while frame is not None:
-    if frame.f_code is _redeliver_if_lost.__code__:
+    if frame.f_code is _quiet_if_lost.__code__:
       return True
     frame = frame.f_back
   return False
