@@ -344,9 +344,15 @@ def _discard_stderr() -> bool:
   # Not ``sys.stderr`` when a console is open: a stop signal may come while
   # code has it redirected for a moment (``contextlib.redirect_stderr`` to
   # capture a message), and the command's last line must not go there.
-  _real_stderr = _own_stderr if _own_stderr is not None else sys.stderr
+  _real_stderr = _commands_stream()
   sys.stderr = _Discard()
   return True
+
+
+def _commands_stream():
+  """Where the command's own lines go: the open console's stream, else
+  ``sys.stderr``."""
+  return _own_stderr if _own_stderr is not None else sys.stderr
 
 
 def _restore_stderr() -> None:
@@ -374,10 +380,7 @@ def others_silenced() -> Iterator[None]:
 def say(line: str) -> None:
   """Prints one of the command's own lines to stderr, also once other
   writers' output is discarded (`Console.quiet_other_libraries`)."""
-  if _real_stderr is not None:
-    stream = _real_stderr
-  else:
-    stream = _own_stderr if _own_stderr is not None else sys.stderr
+  stream = _real_stderr if _real_stderr is not None else _commands_stream()
   print(line, file=stream, flush=True)
 
 
